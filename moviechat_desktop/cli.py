@@ -1,0 +1,94 @@
+"""Command line: ``moviechat-desktop [VIDEO]`` opens the player; subcommands work headless.
+
+    moviechat-desktop [VIDEO]                       open the GUI (optionally with a film)
+    moviechat-desktop ask VIDEO "QUESTION" [--at T] answer a question from the terminal
+    moviechat-desktop encode VIDEO                  build the film's memory (progress bar)
+    moviechat-desktop weights status|download|verify|import
+
+Every failure is one line on stderr and a non-zero exit status. Heavy imports (torch,
+transformers, Qt) happen inside the command that needs them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from moviechat_desktop import __version__
+
+SUBCOMMANDS = ("ask", "encode", "weights")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moviechat-desktop",
+        description=(
+            "A video player with an assistant that has watched the film with you. "
+            "Without a subcommand it opens the player window."
+        ),
+        epilog=(
+            "subcommands (run 'moviechat-desktop COMMAND --help' for their options):\n"
+            "  ask       answer a question about a video from the terminal\n"
+            "  encode    build a video's memory ahead of time\n"
+            "  weights   show, download, verify or import the model weights"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("video", nargs="?", help="a video file to open")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    return parser
+
+
+def _command_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moviechat-desktop")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    from moviechat_desktop import cli_engine, cli_weights
+
+    cli_engine.add_parsers(sub)
+    cli_weights.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command_mode = bool(args_list) and args_list[0] in SUBCOMMANDS
+    if not command_mode and any(a in SUBCOMMANDS for a in args_list[:2]):
+        # `moviechat-desktop -v ask …`: options before the subcommand
+        command_mode = args_list[0].startswith("-")
+    parser = _command_parser() if command_mode else _gui_parser()
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not command_mode:
+        from moviechat_desktop.app import run_gui
+
+        return run_gui(args.video)
+
+    from moviechat_desktop.engine.errors import Cancelled, MovieChatError
+
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except Cancelled:
+        print("moviechat-desktop: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("moviechat-desktop: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+    except MovieChatError as err:
+        print(f"moviechat-desktop: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

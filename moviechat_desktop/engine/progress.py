@@ -1,0 +1,56 @@
+"""Qt-free progress reporting and cancellation, shared by every long engine operation.
+
+A long operation takes a ``CancelToken`` and calls ``token.raise_if_cancelled()`` between
+batches; it reports progress by calling a plain callback. The Qt adapters in ``workers/`` turn
+these into signals (throttled to ~10 updates/s) and move them to the GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from moviechat_desktop.engine.errors import Cancelled
+
+
+class CancelToken:
+    """A thread-safe cancellation flag. ``cancel()`` from any thread; the worker checks it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("cancelled")
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; return True as soon as cancelled."""
+        return self._event.wait(timeout)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a long operation: ``done`` of ``total`` units (frames, bytes…)."""
+
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.total <= 0 else min(1.0, self.done / self.total)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def no_progress(_: Progress) -> None:
+    """A progress callback that ignores everything."""

@@ -1,0 +1,1 @@
+"""Qt widgets. Never imports torch/transformers at module level (import-linter contract)."""
