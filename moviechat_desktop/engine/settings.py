@@ -1,0 +1,145 @@
+"""User settings: shipped defaults (``configs/defaults.toml``) overlaid by the user's file.
+
+The user's file is ``settings.toml`` in the platformdirs user config dir. Unknown keys are
+ignored with a warning, wrong types fall back to the default with a warning: a hand-edited file
+can never stop the app from starting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import platformdirs
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "moviechat-desktop"
+
+
+def user_config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def user_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def user_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass
+class ModelSettings:
+    model_dir: str = ""  # a reference-layout directory; "" = the installed real weights
+    device: str = "auto"  # "auto" | "cuda" | "cpu"
+    precision: str = "auto"  # "auto" | "fp16" | "int8" | "int4" | "fp32" | "bf16"
+
+
+@dataclass
+class SamplingSettings:
+    plan: str = "fragments"  # "fragments" (the original's) | "fps"
+    n_fragments: int = 128  # equal-duration fragments per film
+    frames_per_fragment: int = 8  # frames sampled uniformly in each fragment
+    fps: float = 1.0  # rate of the "fps" plan
+
+
+@dataclass
+class GenerationDefaults:
+    greedy: bool = False  # greedy decoding instead of nucleus sampling
+    max_new_tokens: int = 300
+    top_p: float = 0.9
+    temperature: float = 1.0
+
+
+@dataclass
+class CacheSettings:
+    limit_gb: float = 20.0  # memory-cache size limit (LRU eviction)
+
+
+@dataclass
+class AppSettings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    generation: GenerationDefaults = field(default_factory=GenerationDefaults)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(AppSettings)}
+
+
+def _apply(settings: AppSettings, data: dict, source: str) -> None:
+    for section_name, values in data.items():
+        section = getattr(settings, section_name, None)
+        if section is None or not isinstance(values, dict):
+            log.warning("%s: unknown section [%s] ignored", source, section_name)
+            continue
+        for key, value in values.items():
+            if not hasattr(section, key):
+                log.warning("%s: unknown key %s.%s ignored", source, section_name, key)
+                continue
+            default = getattr(section, key)
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                log.warning(
+                    "%s: %s.%s should be %s, got %r; using %r",
+                    source,
+                    section_name,
+                    key,
+                    type(default).__name__,
+                    value,
+                    default,
+                )
+                continue
+            setattr(section, key, value)
+
+
+def settings_path() -> Path:
+    return user_config_dir() / "settings.toml"
+
+
+def load_settings(path: Path | None = None) -> AppSettings:
+    """Defaults from ``configs/defaults.toml`` overlaid by the user's settings file."""
+    settings = AppSettings()
+    defaults = files("moviechat_desktop.configs").joinpath("defaults.toml").read_text("utf-8")
+    _apply(settings, tomllib.loads(defaults), "defaults.toml")
+    path = settings_path() if path is None else path
+    if path.is_file():
+        try:
+            _apply(settings, tomllib.loads(path.read_text("utf-8")), str(path))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as err:
+            log.warning("%s unreadable (%s); using defaults", path, err)
+    return settings
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
+    """Write every setting atomically (temp file + fsync + rename)."""
+    path = settings_path() if path is None else path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# MovieChat Desktop settings (written by the app; safe to edit)."]
+    for section_name in _SECTIONS:
+        lines.append(f"\n[{section_name}]")
+        for key, value in dataclasses.asdict(getattr(settings, section_name)).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
