@@ -1,29 +1,187 @@
-"""The ``ask`` and ``encode`` subcommands: the same engine path as the GUI."""
+"""The ``ask`` and ``encode`` subcommands: the same ``Assistant`` path as the GUI."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import sys
+import time
 
-from moviechat_desktop.engine.errors import WeightsMissing
+from moviechat_desktop.engine.errors import MovieChatError
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    ask = sub.add_parser("ask", help="answer a question about a video")
+    ask = sub.add_parser(
+        "ask",
+        help="answer a question about a video",
+        description=(
+            "Answer a question about VIDEO. Without --at it is a question about the whole film "
+            "(global mode); with --at it is about that moment (breakpoint mode). The answer "
+            "streams to stdout; progress goes to stderr."
+        ),
+    )
     ask.add_argument("video")
     ask.add_argument("question")
     ask.add_argument("--at", help="breakpoint: HH:MM:SS, MM:SS or seconds (default: whole film)")
-    ask.add_argument("--model-dir", help="a model directory laid out like the reference set")
+    _common(ask)
     ask.add_argument("--greedy", action="store_true", help="greedy decoding (deterministic)")
-    ask.add_argument("--max-new-tokens", type=int, default=None)
-    ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    ask.set_defaults(handler=_not_yet)
+    ask.add_argument("--max-new-tokens", type=int, default=None, metavar="N")
+    ask.set_defaults(handler=run_ask)
 
-    enc = sub.add_parser("encode", help="build a video's memory")
+    enc = sub.add_parser("encode", help="build a video's memory (progress bar on stderr)")
     enc.add_argument("video")
-    enc.add_argument("--model-dir", help="a model directory laid out like the reference set")
-    enc.add_argument("--json", action="store_true")
-    enc.set_defaults(handler=_not_yet)
+    _common(enc)
+    enc.set_defaults(handler=run_encode)
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    raise WeightsMissing("the engine is not built yet")
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-dir",
+        help="a model directory laid out like tests/data/reference (default: installed weights)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+
+class _Bar:
+    """A tqdm progress bar on stderr, silent when stderr is not a terminal."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="frag",
+            file=sys.stderr,
+            leave=False,
+            disable=not sys.stderr.isatty(),
+        )
+
+    def update(self, done: int) -> None:
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, check=None):
+    from moviechat_desktop.engine.assistant import Assistant
+    from moviechat_desktop.engine.progress import CancelToken
+
+    timings: dict[str, float] = {}
+    assistant = Assistant(model_dir=args.model_dir)
+    t0 = time.perf_counter()
+    info = assistant.open(args.video)
+    timings["open_s"] = time.perf_counter() - t0
+    if check is not None:
+        check(info)
+    t0 = time.perf_counter()
+    assistant.load_model()
+    timings["load_s"] = time.perf_counter() - t0
+    cancel = CancelToken()
+    status = assistant.status()
+    bar = _Bar(status.fragments_total, "encoding")
+    t0 = time.perf_counter()
+    try:
+        while not status.finished and not (until_s is not None and assistant.covers(until_s)):
+            status = assistant.encode_step(cancel)
+            bar.update(status.fragments_done)
+    finally:
+        bar.close()
+    timings["encode_s"] = time.perf_counter() - t0
+    return assistant, info, status, timings
+
+
+def _parse_at(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from moviechat_desktop.timefmt import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as err:
+        raise MovieChatError(f"--at {text!r}: {err}") from err
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from moviechat_desktop.engine.assistant import END_SLACK_S
+    from moviechat_desktop.engine.errors import VideoError
+
+    at_s = _parse_at(args.at)
+    if not args.question.strip():
+        raise MovieChatError("the question is empty")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise MovieChatError("--max-new-tokens must be at least 1")
+
+    def check(info) -> None:  # before any encoding: fail fast
+        if at_s is not None and at_s > info.duration_s + END_SLACK_S:
+            raise VideoError(
+                f"--at {args.at} lies beyond the end of the film ({info.duration_s:.1f} s)"
+            )
+
+    assistant, info, status, timings = _open_and_encode(args, until_s=at_s, check=check)
+    settings = assistant.generation_settings()
+    if args.greedy:
+        settings = dataclasses.replace(settings, greedy=True)
+    if args.max_new_tokens is not None:
+        settings = dataclasses.replace(settings, max_new_tokens=args.max_new_tokens)
+    mode = "global" if at_s is None else "breakpoint"
+    chunks = []
+    for chunk in assistant.ask(args.question, mode=mode, at_s=at_s, settings=settings):
+        chunks.append(chunk)
+        if not args.json:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    answer_info = assistant.last_answer
+    if not args.json:
+        sys.stdout.write("\n")
+        return 0
+    timings["first_token_s"] = answer_info.first_token_s or 0.0
+    timings["answer_s"] = answer_info.answer_s
+    timings.update(answer_info.timings)
+    print(
+        json.dumps(
+            {
+                "answer": "".join(chunks).strip(),
+                "mode": mode,
+                "at_s": at_s,
+                "question": args.question,
+                "video": str(info.path),
+                "duration_s": info.duration_s,
+                "frames_sampled": status.frames_done,
+                "fragments_encoded": status.fragments_done,
+                "memory_frames": answer_info.memory_frames,
+                "device": assistant.device_label,
+                "greedy": settings.greedy,
+                "timings": {k: round(v, 4) for k, v in timings.items()},
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    assistant, info, status, timings = _open_and_encode(args)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "video": str(info.path),
+                    "duration_s": info.duration_s,
+                    "frames_sampled": status.frames_done,
+                    "fragments_encoded": status.fragments_done,
+                    "covered": status.covered,
+                    "device": assistant.device_label,
+                    "timings": {k: round(v, 4) for k, v in timings.items()},
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        print(
+            f"encoded {status.frames_done} frames in {status.fragments_done} fragments "
+            f"of {info.path.name} in {timings['encode_s']:.1f} s on {assistant.device_label}"
+        )
+    return 0

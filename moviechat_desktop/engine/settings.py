@@ -84,8 +84,8 @@ def _apply(settings: AppSettings, data: dict, source: str) -> None:
                 log.warning("%s: unknown key %s.%s ignored", source, section_name, key)
                 continue
             default = getattr(section, key)
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+            if isinstance(default, float) and type(value) is int:
+                value = float(value)  # noqa: PLW2901 (TOML writes 20 for 20.0)
             if type(value) is not type(default):
                 log.warning(
                     "%s: %s.%s should be %s, got %r; using %r",

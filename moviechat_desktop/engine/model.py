@@ -1,0 +1,222 @@
+"""``MovieChatModel``: the frame encoder, video Q-Former and Vicuna decoder, loaded together.
+
+One object holds the loaded weights on one device; the film's memory (``memory.FilmMemory``)
+lives outside it on the host, so the model can answer about any film. Everything is in eval
+mode; inference entry points run under ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from moviechat_desktop.engine.checkpoints import (
+    check_llama_loading,
+    load_frame_encoder,
+    load_video_qformer,
+)
+from moviechat_desktop.engine.config import ModelConfig
+from moviechat_desktop.engine.device import oom_guard
+from moviechat_desktop.engine.encoder import FrameEncoder
+from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsMissing
+from moviechat_desktop.engine.llm import (
+    Conversation,
+    GenerationSettings,
+    LanguageModel,
+    left_truncate,
+)
+from moviechat_desktop.engine.model_paths import ModelPaths
+from moviechat_desktop.engine.positions import hierarchical_position_table
+from moviechat_desktop.engine.progress import CancelToken
+from moviechat_desktop.engine.streaming import AnswerStream
+from moviechat_desktop.engine.tokenizer import load_tokenizer
+from moviechat_desktop.engine.video_qformer import VideoQFormer
+
+log = logging.getLogger(__name__)
+
+
+def _load_decoder(llama_dir: Path, dtype: torch.dtype, device: torch.device, quantization):
+    from transformers import LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar would litter stderr and logs
+
+    if not (llama_dir / "config.json").is_file():
+        raise WeightsMissing(f"decoder directory {llama_dir} has no config.json")
+    # Shape mismatches are reported (then refused by check_llama_loading), not raised bare.
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "output_loading_info": True,
+        "ignore_mismatched_sizes": True,
+    }
+    if quantization is not None:
+        kwargs.update(quantization_config=quantization, device_map={"": str(device)})
+    try:
+        loaded: Any = LlamaForCausalLM.from_pretrained(str(llama_dir), **kwargs)
+    except OSError as err:  # no weights file, unreadable shard
+        raise WeightsMissing(f"decoder weights in {llama_dir} cannot be read: {err}") from err
+    except RuntimeError as err:  # e.g. size mismatch reported by the loader
+        raise CheckpointMismatch(f"decoder in {llama_dir} does not fit its config: {err}") from err
+    hf, info = loaded  # output_loading_info=True: (model, report)
+    check_llama_loading(info, str(llama_dir))
+    if quantization is None:
+        hf = hf.to(device)
+    return hf.eval().requires_grad_(False)
+
+
+class MovieChatModel:
+    """The loaded MovieChat network (see module docstring). Build it with ``load``."""
+
+    def __init__(
+        self,
+        *,
+        config: ModelConfig,
+        encoder: FrameEncoder,
+        video_qformer: VideoQFormer,
+        llm: LanguageModel,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self.config, self.encoder, self.video_qformer, self.llm = (
+            config,
+            encoder,
+            video_qformer,
+            llm,
+        )
+        self.device, self.dtype = device, dtype
+        self._position_table: torch.Tensor | None = None
+
+    @classmethod
+    def load(
+        cls,
+        paths: ModelPaths,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        quantization=None,
+    ) -> MovieChatModel:
+        """Load the four parts. ``device`` None → CUDA if available, else CPU; ``dtype`` None →
+        float16 on CUDA, float32 on CPU. ``quantization`` (a transformers quantization config)
+        is passed to the decoder's ``from_pretrained``. Raises ``WeightsMissing``,
+        ``CheckpointMismatch``, ``UnsafeCheckpoint``."""
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype is None:
+            dtype = torch.float16 if device.type == "cuda" else torch.float32
+        config = (
+            ModelConfig.real()
+            if paths.config is None
+            else ModelConfig.from_reference_json(paths.config)
+        )
+        # Built on the meta device (no random init of a billion parameters), then filled by
+        # assignment from the checkpoints: every parameter comes from a file.
+        with torch.device("meta"):
+            encoder = FrameEncoder(config.vision, config.qformer)
+            video_qformer = VideoQFormer(
+                config.video_qformer, config.llm_hidden_size, config.memory.max_frame_pos
+            )
+        load_frame_encoder(encoder, paths.eva_vit, paths.blip2_qformer)
+        load_video_qformer(video_qformer, paths.videollama)
+        llama_dir = Path(paths.llama_dir)
+        with oom_guard("loading the model"):
+            encoder = encoder.to(device, dtype).eval().requires_grad_(False)
+            video_qformer = video_qformer.to(device, dtype).eval().requires_grad_(False)
+            hf = _load_decoder(llama_dir, dtype, device, quantization)
+        if hf.config.hidden_size != config.llm_hidden_size:
+            raise CheckpointMismatch(
+                f"llama_proj outputs {config.llm_hidden_size} wide but the decoder in "
+                f"{llama_dir} is {hf.config.hidden_size} wide"
+            )
+        llm = LanguageModel(hf, load_tokenizer(llama_dir))
+        log.info("MovieChat loaded on %s (%s)", device, dtype)
+        return cls(
+            config=config,
+            encoder=encoder,
+            video_qformer=video_qformer,
+            llm=llm,
+            device=device,
+            dtype=dtype,
+        )
+
+    @property
+    def device_label(self) -> str:
+        """Where the model runs, for people: e.g. ``"cuda (NVIDIA H100, float16)"``."""
+        dtype = str(self.dtype).removeprefix("torch.")
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+            quantized = getattr(self.llm.hf, "is_quantized", False)
+            return f"cuda ({name}, {dtype}{', decoder quantized' if quantized else ''})"
+        return f"{self.device.type} ({dtype})"
+
+    @property
+    def position_table(self) -> torch.Tensor:
+        """The ``(n_position², D)`` hierarchical table from the LOADED position weight (float32,
+        CPU; DESIGN §3 decision)."""
+        if self._position_table is None:
+            memory = self.config.memory
+            weight = self.video_qformer.video_frame_position_embedding.weight.float().cpu()
+            self._position_table = hierarchical_position_table(
+                weight, memory.n_position, memory.alpha
+            )
+        return self._position_table
+
+    @torch.inference_mode()
+    def encode_frames(self, pixels: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+        """Normalized pixels ``(N, 3, S, S)`` → frame tokens ``(N, Q, D)``, float32 on CPU."""
+        out = []
+        with oom_guard("encoding frames"):
+            for start in range(0, pixels.shape[0], batch_size):
+                batch = pixels[start : start + batch_size].to(self.device, self.dtype)
+                out.append(self.encoder(batch).float().cpu())  # (b, Q, D)
+        if not out:
+            raise ValueError("no frames to encode")
+        return torch.cat(out)  # (N, Q, D)
+
+    @torch.inference_mode()
+    def visual_tokens(
+        self, frames: torch.Tensor, position_table: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Memory frames ``(T, Q, D)`` → decoder inputs ``(1, Qv, H)``, float32 on CPU.
+        ``position_table`` overrides ours (e.g. the original's init-time table)."""
+        table = self.position_table if position_table is None else position_table
+        with oom_guard("reading the memory"):
+            frames = frames.to(self.device, self.dtype)
+            return self.video_qformer(frames, table.to(self.device, self.dtype)).float().cpu()
+
+    @torch.inference_mode()
+    def prompt_embeds(
+        self,
+        visual: torch.Tensor,
+        conversation: Conversation,
+        question: str,
+        settings: GenerationSettings,
+    ) -> torch.Tensor:
+        """The decoder's input ``(1, L, H)``: oldest follow-up turns dropped while the prompt is
+        over ``settings.prompt_budget``, then left-truncated as the original if still over."""
+        budget, width = settings.prompt_budget, visual.shape[1]
+        skip = 0
+        prompt = conversation.prompt(question)
+        while skip < len(conversation.turns) and self.llm.prompt_length(prompt, width) > budget:
+            skip += 1
+            prompt = conversation.prompt(question, skip_turns=skip)
+        return left_truncate(self.llm.prompt_embeds(prompt, visual), settings)
+
+    def stream_answer(
+        self,
+        visual: torch.Tensor,
+        conversation: Conversation,
+        question: str,
+        settings: GenerationSettings,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer's text as it is generated; when complete, append the turn
+        ``(question, answer)`` to ``conversation``. Raises ``Cancelled`` (nothing appended) if
+        ``cancel`` fires, ``OutOfGpuMemory`` on CUDA OOM."""
+        embeds = self.prompt_embeds(visual, conversation, question, settings)
+        stream = AnswerStream(self.llm, embeds, settings, cancel)
+        with oom_guard("answering"):
+            yield from stream
+        assert stream.answer is not None
+        conversation.add(question, stream.answer)
