@@ -1,19 +1,253 @@
-"""The ``weights`` subcommand: status, download, verify, import."""
+"""The ``weights`` subcommand: status, download, verify, import.
+
+    moviechat-desktop weights status [--json]
+    moviechat-desktop weights download [--part ID ...] [--json]
+    moviechat-desktop weights verify [--part ID ...] [--json]
+    moviechat-desktop weights import PATH [--part ID] [--json]
+
+Progress bars go to stderr (tqdm); ``--json`` prints one JSON object on stdout instead of the
+human-readable report. Failures raise ``MovieChatError`` subclasses, which ``cli.py`` prints as
+one line with exit status 1. Ctrl-C during a download cancels it cleanly (partial downloads
+are kept and resume next time); a second Ctrl-C interrupts at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
 
-from moviechat_desktop.engine.errors import WeightsMissing
+from moviechat_desktop.engine.errors import WeightsCorrupt, WeightsMissing
+
+_STATE_WORDS = {
+    "ready": "installed",
+    "unconverted": "installed (.pth, not converted yet)",
+    "partial": "partly downloaded",
+    "missing": "missing",
+    "invalid": "FAILED CHECK",
+}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    weights = sub.add_parser("weights", help="show, download, verify or import model weights")
-    weights.add_argument("action", choices=["status", "download", "verify", "import"])
-    weights.add_argument("path", nargs="?")
-    weights.add_argument("--json", action="store_true")
-    weights.set_defaults(handler=_not_yet)
+    weights = sub.add_parser(
+        "weights",
+        help="show, download, verify or import model weights",
+        description="Manage the real MovieChat model weights (about 16 GB from four sources).",
+    )
+    actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    status = actions.add_parser("status", help="what is installed, where, and what is missing")
+    status.set_defaults(handler=_status)
+
+    download = actions.add_parser("download", help="download, verify and convert missing parts")
+    download.add_argument(
+        "--part", action="append", metavar="ID", help="only this part (repeatable)"
+    )
+    download.set_defaults(handler=_download)
+
+    verify = actions.add_parser("verify", help="re-hash and re-check every installed part")
+    verify.add_argument("--part", action="append", metavar="ID", help="only this part (repeatable)")
+    verify.set_defaults(handler=_verify)
+
+    imp = actions.add_parser("import", help="use local weight files or directories in place")
+    imp.add_argument("path", help="a checkpoint file, a model directory, or a folder holding them")
+    imp.add_argument("--part", metavar="ID", help="the part PATH is (default: detect it)")
+    imp.set_defaults(handler=_import)
+
+    for parser in (status, download, verify, imp):
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    raise WeightsMissing("weights management is not built yet")
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _status_report(manifest: Any, statuses: list[Any]) -> dict[str, Any]:
+    from moviechat_desktop.engine.weights import free_bytes, is_offline
+
+    folders = sorted({str(s.destination) for s in statuses})
+    return {
+        "manifest": manifest.origin,
+        "ready": all(s.usable for s in statuses),
+        "offline": is_offline(),
+        "missing_bytes": sum(s.size - s.partial_bytes for s in statuses if not s.usable),
+        "parts": [s.as_dict() for s in statuses],
+        "destinations": [{"path": f, "free_bytes": free_bytes(f)} for f in folders],
+    }
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    from moviechat_desktop.engine.weights import format_bytes
+
+    print(f"MovieChat model weights ({report['manifest']})")
+    for part in report["parts"]:
+        size = ("" if part["size_exact"] else "~") + format_bytes(part["size"])
+        state = _STATE_WORDS.get(part["state"], part["state"])
+        if part["partial_bytes"] and not part["path"]:
+            state += f" ({format_bytes(part['partial_bytes'])} so far)"
+        where = part["path"] or part["destination"]
+        print(f"  {part['title'][:44]:<44} {size:>9}  {state}")
+        print(f"  {'':<44} {'':>9}  {part['origin'] or 'goes to'}: {where}")
+        if part["detail"] and part["state"] == "invalid":
+            print(f"  {'':<44} {'':>9}  {part['detail']}")
+    for dest in report["destinations"]:
+        print(f"Free disk space: {format_bytes(dest['free_bytes'])} in {dest['path']}")
+    if report["offline"]:
+        print("Offline mode is on (HF_HUB_OFFLINE): downloads are disabled.")
+    if report["ready"]:
+        print("All parts are installed.")
+    else:
+        print(
+            f"Not ready: run `moviechat-desktop weights download` "
+            f"(about {format_bytes(report['missing_bytes'])}) or `moviechat-desktop weights "
+            "import PATH` to use files you already have."
+        )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from moviechat_desktop.engine.weights import load_manifest, weights_status
+
+    manifest = load_manifest()
+    report = _status_report(manifest, weights_status(manifest))
+    _print_json(report) if args.json else _print_status(report)
+    return 0
+
+
+class _Bars:
+    """One tqdm bar per (part, phase), fed by the engine's progress callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bars: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, progress: Any) -> None:
+        if not self.enabled or progress.phase == "done":
+            return
+        from tqdm import tqdm
+
+        key = (progress.part, progress.phase)
+        with self._lock:
+            bar = self._bars.get(key)
+            if bar is None:
+                for other in self._bars.values():
+                    other.close()
+                unit = {"unit": "B", "unit_scale": True, "unit_divisor": 1000}
+                if progress.phase == "convert":
+                    unit = {"unit": "step"}
+                desc = f"{progress.part} {progress.phase}"
+                bar = self._bars[key] = tqdm(total=progress.total, desc=desc, leave=True, **unit)
+            if progress.total is not None and bar.total != progress.total:
+                bar.total = progress.total
+            bar.update(progress.done - bar.n)
+
+    def close(self) -> None:
+        with self._lock:
+            for bar in self._bars.values():
+                bar.close()
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(token: Any) -> Iterator[None]:
+    """First Ctrl-C cancels through the token (clean stop); the second one interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        print("\ncancelling… (Ctrl-C again to stop at once)", file=sys.stderr)
+        token.cancel()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from moviechat_desktop.engine.progress import CancelToken
+    from moviechat_desktop.engine.weights import download_weights, load_manifest, weights_status
+
+    manifest = load_manifest()
+    token = CancelToken()
+    bars = _Bars(enabled=not args.json)
+    try:
+        with _ctrl_c_cancels(token):
+            download_weights(args.part, manifest=manifest, progress=bars, cancel=token)
+    finally:
+        bars.close()
+    report = _status_report(manifest, weights_status(manifest))
+    _print_json(report) if args.json else _print_status(report)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from moviechat_desktop.engine.progress import CancelToken
+    from moviechat_desktop.engine.weights import load_manifest, verify_weights, weights_status
+    from moviechat_desktop.engine.weights.resolve import missing_message
+
+    manifest = load_manifest()
+    token = CancelToken()
+    bars = _Bars(enabled=not args.json)
+    try:
+        with _ctrl_c_cancels(token):
+            results = verify_weights(args.part, manifest=manifest, progress=bars, cancel=token)
+    finally:
+        bars.close()
+    if args.json:
+        _print_json({"ok": all(r.ok for r in results), "parts": [r.as_dict() for r in results]})
+    else:
+        for r in results:
+            word = "ok" if r.ok else "FAILED" if r.failed else "missing"
+            print(f"  {word:<8}{r.title}: {r.detail}")
+    failed = [r for r in results if r.failed]
+    if failed:
+        names = "; ".join(f"{r.title}: {r.detail}" for r in failed)
+        raise WeightsCorrupt(
+            f"{len(failed)} part(s) failed verification and will not be used — {names}. "
+            "Download them again with `moviechat-desktop weights download`."
+        )
+    missing = [s for s in weights_status(manifest) if not s.usable]
+    if missing:
+        raise WeightsMissing(missing_message(missing))
+    if not args.json:
+        print("All parts verified.")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from moviechat_desktop.engine.progress import CancelToken
+    from moviechat_desktop.engine.weights import import_weights, load_manifest, weights_status
+
+    manifest = load_manifest()
+    token = CancelToken()
+    bars = _Bars(enabled=not args.json)
+    try:
+        with _ctrl_c_cancels(token):
+            result = import_weights(
+                args.path, args.part, manifest=manifest, progress=bars, cancel=token
+            )
+    finally:
+        bars.close()
+    report = _status_report(manifest, weights_status(manifest))
+    report["imported"] = [s.id for s in result.imported]
+    report["ignored"] = result.ignored
+    if args.json:
+        _print_json(report)
+        return 0
+    for s in result.imported:
+        print(f"Imported {s.title}: {s.path}")
+    for line in result.ignored:
+        print(f"Ignored {line}")
+    _print_status(report)
+    return 0
