@@ -1,16 +1,310 @@
-"""The main window (placeholder until the player lands)."""
+"""The main window: the video and its controls beside the chat, menus, status bar.
+
+Opening a film: the file is validated by ``probe`` in a ``ProbeWorker`` (VLC would play a bad
+file silently); only then does the player switch to it and the ``ModelWorker`` start watching
+it. A bad file gets a dialog and the previous film keeps playing.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QMainWindow
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
+
+from moviechat_desktop.engine.settings import AppSettings, load_settings
+from moviechat_desktop.ui import dialogs
+from moviechat_desktop.ui.app_resources import app_icon, read_stylesheet
+from moviechat_desktop.ui.chat_controller import ChatController
+from moviechat_desktop.ui.chat_panel import ChatPanel
+from moviechat_desktop.ui.error_display import show_error
+from moviechat_desktop.ui.playback_history import PlaybackHistory
+from moviechat_desktop.ui.player_widget import OPENING, PLAYING, PlayerWidget
+from moviechat_desktop.ui.resume_bar import ResumeBar
+from moviechat_desktop.ui.status_reporter import StatusReporter
+from moviechat_desktop.ui.transport_bar import TransportBar
+from moviechat_desktop.ui.window_actions import WindowActions
+from moviechat_desktop.workers.messages import ErrorReport
+from moviechat_desktop.workers.model_worker import ModelWorker
+from moviechat_desktop.workers.probe_worker import ProbeFunction, ProbeWorker
+
+log = logging.getLogger(__name__)
+
+SUBTITLE_SUFFIXES = frozenset({".srt", ".ass", ".ssa", ".vtt", ".sub", ".idx", ".smi"})
+AssistantMaker = Callable[[AppSettings], Any]
+
+
+def make_engine_assistant(settings: AppSettings) -> Any:
+    """The real engine Assistant (imported in the model worker's thread, lazily)."""
+    from moviechat_desktop.engine.assistant import Assistant
+
+    return Assistant(settings=settings)
 
 
 class MainWindow(QMainWindow):
-    def __init__(self) -> None:
+    film_opened = Signal(str)  # a validated film started playing
+    open_failed = Signal(object)  # ErrorReport: the file was refused, nothing changed
+
+    def __init__(
+        self,
+        *,
+        settings: AppSettings | None = None,
+        make_assistant: AssistantMaker | None = None,
+        probe: ProbeFunction | None = None,
+        vlc_args: list[str] | None = None,
+        history: PlaybackHistory | None = None,
+        load_model: bool = True,
+    ) -> None:
         super().__init__()
         self.setWindowTitle("MovieChat Desktop")
-        self.resize(1100, 650)
-        self.setCentralWidget(QLabel("MovieChat Desktop"))
+        self.setWindowIcon(app_icon())
+        self.setStyleSheet(read_stylesheet())
+        self.resize(1280, 720)
+        self.setAcceptDrops(True)
+        self.settings = settings or load_settings()
+        self.history = history or PlaybackHistory()
+        self.film_path: str | None = None
+        self.film_info: Any = None
+        self.last_error_box: Any = None
+        self.weights_dialog: Any = None
+        self.snapshot_dir = dialogs.snapshot_dir()
+        self._make_assistant = make_assistant or make_engine_assistant
+        self._probe = probe
+        self._probe_seq = 0
+        self._probes: set[ProbeWorker] = set()
+        self._dialogs: list[QWidget] = []
 
-    def open_file(self, path: str) -> None:
-        self.setWindowTitle(f"MovieChat Desktop — {path}")
+        self.player = PlayerWidget(vlc_args=vlc_args)
+        self.transport = TransportBar()
+        self.resume_bar = ResumeBar()
+        self.player_pane = QWidget()
+        self.player_pane.setObjectName("PlayerPane")
+        pane_layout = QVBoxLayout(self.player_pane)
+        pane_layout.setContentsMargins(0, 0, 0, 0)
+        pane_layout.setSpacing(0)
+        pane_layout.addWidget(self.player, 1)
+        pane_layout.addWidget(self.resume_bar)
+        pane_layout.addWidget(self.transport)
+        self.chat = ChatPanel()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.player_pane)
+        self.splitter.addWidget(self.chat)
+        self.splitter.setCollapsible(0, False)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([900, 380])
+        self.setCentralWidget(self.splitter)
+
+        self.worker = ModelWorker(self._assistant_factory(self.settings))
+        self.controller = ChatController(self.chat, self.worker, self)
+        self.status = StatusReporter(self.statusBar(), self.chat)
+        self.actions = WindowActions(self)
+        self._connect()
+        self.worker.start()
+        if load_model:
+            self.worker.load_model()
+        self.player.surface.setFocus()
+
+    def _assistant_factory(self, settings: AppSettings) -> Callable[[], Any]:
+        make = self._make_assistant
+        return lambda: make(settings)
+
+    def _connect(self) -> None:
+        p, t, c, w = self.player, self.transport, self.chat, self.worker
+        p.position_changed.connect(t.set_position)
+        p.duration_changed.connect(t.set_duration)
+        p.state_changed.connect(lambda s: t.set_playing(s in (PLAYING, OPENING)))
+        for signal in (p.position_changed, p.duration_changed, p.state_changed):
+            signal.connect(self._playback_changed)
+        p.volume_changed.connect(t.set_volume)
+        p.rate_changed.connect(t.set_rate)
+        p.message_posted.connect(lambda m: self.statusBar().showMessage(m, 2500))
+        p.surface.double_clicked.connect(self.toggle_fullscreen)
+        p.surface.wheel_scrolled.connect(lambda steps: p.change_volume(5 * steps))
+        t.play_clicked.connect(p.toggle_play)
+        t.seek_requested.connect(p.seek)
+        t.volume_requested.connect(p.set_volume)
+        t.mute_clicked.connect(p.toggle_mute)
+        t.rate_requested.connect(p.set_rate)
+        t.frame_step_clicked.connect(p.next_frame)
+        t.snapshot_clicked.connect(self.take_snapshot)
+        t.fullscreen_clicked.connect(self.toggle_fullscreen)
+        t.chat_toggled.connect(self.set_chat_visible)
+        self.resume_bar.resume_accepted.connect(p.seek)
+        c.seek_requested.connect(p.seek)
+        c.weights_requested.connect(self.open_weights_dialog)
+        c.export_requested.connect(self.export_chat)
+        self.controller.answer_failed.connect(lambda r: c.show_weights_notice(r.message))
+        w.model_loading_started.connect(self.status.model_loading)
+        w.model_loaded.connect(self.status.model_ready)
+        w.model_unavailable.connect(self.status.model_unavailable)
+        w.encoding_progressed.connect(self._encoding_progressed)
+        w.film_opened.connect(lambda _path, status: self._encoding_progressed(status))
+        w.errored.connect(self.show_error)
+
+    # ------------------------------------------------------------------ opening films
+    def open_file(self, path: str | Path) -> None:
+        """Validate ``path`` off the GUI thread, then play it (or explain why not)."""
+        self._probe_seq += 1
+        probe = ProbeWorker(self._probe_seq, str(path), self._probe, self)
+        probe.probed.connect(self._probed)
+        probe.probe_failed.connect(self._probe_failed)
+        probe.finished.connect(lambda: self._probes.discard(probe))
+        probe.finished.connect(probe.deleteLater)
+        self._probes.add(probe)
+        self.statusBar().showMessage(f"Checking {Path(path).name}…")
+        probe.start()
+
+    def _probed(self, seq: int, path: str, info: Any) -> None:
+        if seq != self._probe_seq:
+            return  # another file was chosen meanwhile
+        self.statusBar().clearMessage()
+        self._remember_position()
+        self.film_path, self.film_info = path, info
+        self.controller.film_changed()
+        self.player.load(path)
+        self.transport.set_covered((), 0.0)
+        self.worker.open_film(path)
+        self.history.add_recent(path)
+        self.setWindowTitle(f"{Path(path).name} — MovieChat Desktop")
+        resume = self.history.resume_position(path)
+        if resume is not None:
+            self.resume_bar.offer(resume, getattr(info, "duration_s", 0.0))
+        else:
+            self.resume_bar.hide()
+        self.player.surface.setFocus()
+        self.film_opened.emit(path)
+
+    def _probe_failed(self, seq: int, path: str, report: ErrorReport) -> None:
+        if seq != self._probe_seq:
+            return
+        self.statusBar().clearMessage()
+        if not Path(path).exists():
+            self.history.remove_recent(path)
+        self.show_error(report)
+        self.open_failed.emit(report)
+
+    def _remember_position(self) -> None:
+        if self.film_path is not None and self.player.duration > 0:
+            self.history.remember_position(
+                self.film_path, self.player.position, self.player.duration
+            )
+
+    def add_subtitle_file(self, path: str | Path) -> bool:
+        return self.player.add_subtitle(path)
+
+    # ------------------------------------------------------------------ state
+    def _playback_changed(self, *_: object) -> None:
+        p = self.player
+        self.chat.set_playback(p.state, p.position, p.duration)
+
+    def _encoding_progressed(self, status: Any) -> None:
+        self.transport.set_covered(status.covered, status.duration_s)
+        self.status.encoding(status)
+
+    def show_error(self, error: ErrorReport | BaseException) -> None:
+        self.last_error_box = show_error(self, error)
+
+    # ------------------------------------------------------------------ view
+    def set_chat_visible(self, visible: bool) -> None:
+        self.chat.setVisible(visible)
+        self.transport.set_chat_visible(visible)
+        self.actions.show_chat.setChecked(visible)
+        if not visible:
+            self.player.surface.setFocus()
+
+    def toggle_fullscreen(self) -> None:
+        if self.isFullScreen():
+            self.leave_fullscreen()
+            return
+        self._chat_was_visible = not self.chat.isHidden()
+        self.menuBar().hide()
+        self.statusBar().hide()
+        self.chat.hide()
+        self.showFullScreen()
+        self.player.surface.setFocus()
+
+    def leave_fullscreen(self) -> None:
+        if not self.isFullScreen():
+            return
+        self.showNormal()
+        self.menuBar().show()
+        self.statusBar().show()
+        self.chat.setVisible(getattr(self, "_chat_was_visible", True))
+
+    def take_snapshot(self) -> str | None:
+        return self.player.snapshot(self.snapshot_dir)
+
+    # ------------------------------------------------------------------ dialogs
+    def choose_file(self) -> None:
+        path = dialogs.choose_video(self, self.film_path)
+        if path:
+            self.open_file(path)
+
+    def choose_subtitle_file(self) -> None:
+        path = dialogs.choose_subtitles(self, self.film_path)
+        if path:
+            self.add_subtitle_file(path)
+
+    def open_weights_dialog(self) -> None:
+        dialogs.open_weights_dialog(self)
+
+    def weights_changed(self) -> None:
+        """The weights may have changed (dialog job done or closed): try the model again."""
+        if self.status.model_state != "ready":
+            self.worker.load_model()
+
+    def open_settings_dialog(self) -> None:
+        dialogs.open_settings_dialog(self)
+
+    def apply_settings(self, new: AppSettings) -> None:
+        old, self.settings = self.settings, new
+        if new.model != old.model or new.sampling != old.sampling:
+            self.worker.replace_assistant(self._assistant_factory(new))
+        else:
+            self.worker.update_settings(new)
+
+    def new_conversation(self) -> None:
+        self.controller.new_conversation()
+
+    def export_chat(self) -> Path | None:
+        return dialogs.export_chat(self)
+
+    def show_about(self) -> None:
+        dialogs.show_about(self)
+
+    # ------------------------------------------------------------------ drag and drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        for path in paths:
+            if Path(path).suffix.lower() in SUBTITLE_SUFFIXES:
+                self.add_subtitle_file(path)
+            else:
+                self.open_file(path)
+                break
+        event.acceptProposedAction()
+
+    # ------------------------------------------------------------------ closing
+    def shutdown(self) -> bool:
+        """Stop everything (idempotent): True when every worker thread has ended."""
+        self._remember_position()
+        self.controller.stop_all()
+        self.controller.cancel_tasks()
+        ended = self.worker.shutdown(timeout_ms=5000)
+        for probe in list(self._probes):
+            ended = probe.wait(2000) and ended
+        self.player.release()
+        return ended
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.shutdown():
+            log.warning("a worker thread did not end in time (a model still loading?)")
+        super().closeEvent(event)

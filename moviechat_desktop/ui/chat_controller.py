@@ -1,0 +1,159 @@
+"""Connects the ``ChatPanel`` to the ``ModelWorker``: each question is one coroutine.
+
+A question is sent to the worker (which answers one at a time, in order) and then followed
+with ``async for`` over its answer events on the app's qasync loop: queued → waiting for the
+encoder (breakpoint beyond what is watched) → streamed chunks → finished / stopped / failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from moviechat_desktop.timefmt import format_time
+from moviechat_desktop.ui.chat_panel import ChatPanel
+from moviechat_desktop.ui.chat_transcript import (
+    ANSWERING,
+    BREAKPOINT,
+    DONE,
+    FAILED,
+    STOPPED,
+    WAITING,
+    ChatEntry,
+)
+from moviechat_desktop.workers import answer_stream as ev
+from moviechat_desktop.workers.answer_stream import AnswerStreams
+from moviechat_desktop.workers.messages import ErrorReport
+from moviechat_desktop.workers.model_worker import ModelWorker
+
+log = logging.getLogger(__name__)
+
+
+def watched_until(covered: tuple[tuple[float, float], ...]) -> float:
+    """End of the stretch watched without a gap from the start of the film."""
+    if not covered or covered[0][0] > 0.5:
+        return 0.0
+    return covered[0][1]
+
+
+def waiting_note(entry: ChatEntry, status: Any, *, hours: bool = False) -> str:
+    watched = watched_until(status.covered) if status is not None else 0.0
+    percent = round(100 * status.fraction) if status is not None else 0
+    if entry.mode == BREAKPOINT and entry.at_s is not None:
+        return (
+            f"The assistant has watched up to {format_time(watched, hours=hours)} so far "
+            f"({percent}% of the film); it answers as soon as it reaches "
+            f"{format_time(entry.at_s, hours=hours)}."
+        )
+    return "The assistant has not watched anything yet; it answers once it has seen the start."
+
+
+class ChatController(QObject):
+    """Runs the chat's questions through the model worker."""
+
+    answer_failed = Signal(object)  # ErrorReport worth a notice outside the chat (weights…)
+
+    def __init__(self, panel: ChatPanel, worker: ModelWorker, parent: QObject | None = None):
+        super().__init__(parent)
+        self.panel = panel
+        self.worker = worker
+        self.streams = AnswerStreams(worker, self)
+        self._tasks: set[asyncio.Task] = set()
+        self._status: Any = None
+        panel.question_submitted.connect(self.ask)
+        panel.stop_requested.connect(self.stop_current)
+        worker.encoding_progressed.connect(self.on_encoding_progressed)
+
+    # ------------------------------------------------------------------ questions
+    def ask(self, entry: ChatEntry) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a programming error: say so instead of waiting forever
+            log.error("the chat needs a running qasync event loop (see app.run_gui)")
+            self._fail(entry, ErrorReport.simple("Internal error", "No event loop for the chat."))
+            self.panel.refresh(entry)
+            return
+        self.streams.register(entry.id)
+        self.worker.ask(entry.id, entry.question, entry.mode, entry.at_s)
+        task = loop.create_task(self._follow(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow(self, entry: ChatEntry) -> None:
+        async for event in self.streams.follow(entry.id):
+            if event.kind == ev.DEFERRED:
+                entry.state = WAITING
+                entry.note = waiting_note(entry, event.status, hours=self.panel.hours)
+            elif event.kind == ev.STARTED:
+                entry.state = ANSWERING
+                entry.note = self._partial_note(entry)
+            elif event.kind == ev.CHUNK:
+                entry.answer += event.text
+            elif event.kind == ev.FINISHED:
+                entry.state = DONE
+            elif event.kind == ev.STOPPED:
+                entry.state = STOPPED
+            elif event.kind == ev.FAILED:
+                self._fail(entry, event.error)
+            self.panel.refresh(entry)
+        self.panel.render_now()
+
+    def _fail(self, entry: ChatEntry, error: ErrorReport | None) -> None:
+        entry.state = FAILED
+        entry.note = error.message if error is not None else "no answer"
+        if error is not None and error.needs_weights:
+            self.answer_failed.emit(error)
+
+    def _partial_note(self, entry: ChatEntry) -> str:
+        status = self._status
+        if entry.mode == BREAKPOINT or status is None or status.finished:
+            return ""
+        percent = round(100 * status.fraction)
+        return f"Based on the {percent}% of the film watched so far."
+
+    def stop_current(self) -> None:
+        """Stop the answer being written (or awaited); questions behind it go on."""
+        pending = self.transcript_pending()
+        if pending:
+            self.worker.stop_answer(pending[0].id)
+
+    def stop_all(self) -> None:
+        for entry in self.transcript_pending():
+            self.worker.stop_answer(entry.id)
+
+    def transcript_pending(self) -> list[ChatEntry]:
+        return self.panel.transcript.pending()
+
+    def new_conversation(self) -> None:
+        self.stop_all()
+        self.worker.new_conversation()
+        self.panel.clear()
+
+    def film_changed(self) -> None:
+        """A new film: its conversation starts empty (the worker drops old questions)."""
+        self._status = None
+        for entry in self.transcript_pending():
+            entry.state, entry.note = STOPPED, "the film was closed"
+        self.panel.clear()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    def cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ------------------------------------------------------------------ encoding
+    def on_encoding_progressed(self, status: Any) -> None:
+        self._status = status
+        changed = False
+        for entry in self.transcript_pending():
+            if entry.state == WAITING:
+                entry.note = waiting_note(entry, status, hours=self.panel.hours)
+                changed = True
+        if changed:
+            self.panel.refresh()

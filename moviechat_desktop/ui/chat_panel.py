@@ -1,0 +1,201 @@
+"""The chat beside the video: the conversation, the question box and its mode switch.
+
+The mode switch follows the player: paused in the middle of the film it proposes
+"This moment (01:12:30)" — the paused position is the breakpoint — and otherwise "Whole film".
+The user may change it; the next pause or play sets it back to the default. The panel is a
+view over a ``ChatTranscript``; ``ChatController`` connects it to the model worker.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from moviechat_desktop.ui import chat_render
+from moviechat_desktop.ui.chat_transcript import (
+    BREAKPOINT,
+    GLOBAL,
+    ChatEntry,
+    ChatTranscript,
+    mode_label,
+)
+from moviechat_desktop.ui.question_edit import QuestionEdit
+
+RENDER_DELAY_MS = 40  # coalesce streamed chunks: at most ~25 re-renders per second
+END_MARGIN_S = 0.5  # paused this close to the end counts as "finished", not "mid-film"
+
+
+class ChatPanel(QWidget):
+    question_submitted = Signal(object)  # the new ChatEntry (already in the transcript)
+    stop_requested = Signal()
+    seek_requested = Signal(float)
+    weights_requested = Signal()
+    export_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ChatPanel")
+        self.transcript = ChatTranscript()
+        self._position = 0.0
+        self._duration = 0.0
+        self._paused_mid_film = False
+        self._film_open = False
+
+        title = QLabel("<b>Assistant</b>", self)
+        self.status_label = QLabel("", self)
+        self.status_label.setObjectName("ChatStatus")
+        self.status_label.setWordWrap(True)
+        self.notice = QFrame(self)
+        self.notice.setObjectName("WeightsNotice")
+        self.notice_label = QLabel(self.notice)
+        self.notice_label.setWordWrap(True)
+        self.weights_button = QPushButton("Set up weights…", self.notice)
+        self.weights_button.clicked.connect(self.weights_requested)
+        notice_layout = QVBoxLayout(self.notice)
+        notice_layout.addWidget(self.notice_label)
+        notice_layout.addWidget(self.weights_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.notice.hide()
+
+        self.browser = QTextBrowser(self)
+        self.browser.setOpenLinks(False)
+        self.browser.setOpenExternalLinks(False)
+        self.browser.anchorClicked.connect(self._on_anchor)
+
+        self.mode_box = QComboBox(self)
+        self.mode_box.addItem("Whole film", GLOBAL)
+        self.mode_box.addItem("This moment (00:00)", BREAKPOINT)
+        self.mode_box.setToolTip("Ask about the whole film, or about the paused moment")
+        self.question = QuestionEdit(self)
+        self.question.submitted.connect(self.submit)
+        self.send_button = QPushButton("Ask", self)
+        self.send_button.clicked.connect(lambda: self.question.submitted.emit(self._typed()))
+        self.stop_button = QPushButton("Stop", self)
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop_requested)
+        self.copy_button = QPushButton("Copy", self)
+        self.copy_button.setToolTip("Copy the conversation as Markdown")
+        self.copy_button.clicked.connect(self.copy_to_clipboard)
+        self.export_button = QPushButton("Export…", self)
+        self.export_button.clicked.connect(self.export_requested)
+
+        mode_row = QHBoxLayout()
+        mode_row.addWidget(QLabel("Ask about:", self))
+        mode_row.addWidget(self.mode_box, 1)
+        buttons = QHBoxLayout()
+        for button in (self.copy_button, self.export_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.send_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addWidget(title)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.browser, 1)
+        layout.addLayout(mode_row)
+        layout.addWidget(self.question)
+        layout.addLayout(buttons)
+
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(RENDER_DELAY_MS)
+        self._render_timer.timeout.connect(self.render_now)
+        self.render_now()
+
+    # ------------------------------------------------------------------ mode switch
+    @property
+    def hours(self) -> bool:
+        return self._duration >= 3600
+
+    def mode(self) -> str:
+        return self.mode_box.currentData()
+
+    def set_mode(self, mode: str) -> None:
+        self.mode_box.setCurrentIndex(self.mode_box.findData(mode))
+
+    def set_playback(self, state: str, position_s: float, duration_s: float) -> None:
+        """Follow the player: a pause mid-film makes "This moment" the default mode."""
+        self._position, self._duration = position_s, duration_s
+        self.mode_box.setItemText(1, mode_label(BREAKPOINT, position_s, hours=self.hours))
+        paused_mid_film = state == "paused" and 0 < position_s < max(0.0, duration_s - END_MARGIN_S)
+        if paused_mid_film != self._paused_mid_film:
+            self._paused_mid_film = paused_mid_film
+            self.set_mode(BREAKPOINT if paused_mid_film else GLOBAL)
+
+    # ------------------------------------------------------------------ asking
+    def _typed(self) -> str:
+        return self.question.toPlainText().strip()
+
+    def submit(self, text: str) -> ChatEntry | None:
+        """Add ``text`` as a question in the current mode (at the current position)."""
+        text = text.strip()
+        if not text:
+            return None
+        self.question.clear()
+        at_s = self._position if self.mode() == BREAKPOINT else None
+        entry = self.transcript.add(text, self.mode(), at_s)
+        self.render_now()
+        self.question_submitted.emit(entry)
+        return entry
+
+    def refresh(self, _entry: ChatEntry | None = None) -> None:
+        """An entry changed (a chunk arrived, its state moved): re-render soon."""
+        self.stop_button.setEnabled(bool(self.transcript.pending()))
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def render_now(self) -> None:
+        self._render_timer.stop()
+        bar = self.browser.verticalScrollBar()
+        at_bottom = bar.value() >= bar.maximum() - 4
+        if self.transcript.entries:
+            html = chat_render.render_transcript(
+                self.transcript.entries, hours=self.hours, duration_s=self._duration or None
+            )
+        else:
+            html = chat_render.EMPTY_CHAT_HTML
+        self.browser.setHtml(html)
+        if at_bottom:
+            bar.setValue(bar.maximum())
+        self.stop_button.setEnabled(bool(self.transcript.pending()))
+
+    def clear(self) -> None:
+        self.transcript.clear()
+        self.render_now()
+
+    # ------------------------------------------------------------------ status and notices
+    def set_status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    def show_weights_notice(self, message: str) -> None:
+        self.notice_label.setText(f"{message}\n\nThe player works fully without it.")
+        self.notice.show()
+
+    def hide_weights_notice(self) -> None:
+        self.notice.hide()
+
+    @property
+    def weights_notice_visible(self) -> bool:
+        return not self.notice.isHidden()
+
+    def to_markdown(self, film: str | None = None) -> str:
+        return self.transcript.to_markdown(film, hours=self.hours)
+
+    def copy_to_clipboard(self) -> None:
+        QGuiApplication.clipboard().setText(self.to_markdown())
+
+    def _on_anchor(self, url: QUrl) -> None:
+        seconds = chat_render.parse_seek_href(url.toString())
+        if seconds is not None:
+            self.seek_requested.emit(seconds)

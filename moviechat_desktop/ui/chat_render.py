@@ -1,0 +1,125 @@
+"""Chat entries → the rich text a ``QTextBrowser`` shows (Qt-free, so it is tested plainly).
+
+Every time in a bubble is a link ``seek:SECONDS``: the breakpoint chip of a question and each
+``mm:ss`` / ``hh:mm:ss`` written in an answer. The chat panel turns a click into a seek.
+Qt's rich text understands tables and a subset of CSS, hence the table-based bubbles.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from moviechat_desktop.timefmt import find_times
+from moviechat_desktop.ui.chat_transcript import (
+    ANSWERING,
+    BREAKPOINT,
+    FAILED,
+    QUEUED,
+    STOPPED,
+    WAITING,
+    ChatEntry,
+    mode_label,
+)
+
+SEEK_SCHEME = "seek"
+
+_QUESTION_BG = "#2d4f7c"
+_ANSWER_BG = "#2b2b30"
+_NOTE_COLOUR = "#a0a4ab"
+_ERROR_COLOUR = "#ff8a80"
+_LINK_COLOUR = "#7fb6ff"
+
+
+EMPTY_CHAT_HTML = (
+    f'<p style="color:{_NOTE_COLOUR}; margin-top:24px" align="center">'
+    "Pause anywhere and ask about the scene,<br/>or ask about the whole film.<br/><br/>"
+    "Times in answers are links: click one to jump there.</p>"
+)
+
+
+def seek_href(seconds: float) -> str:
+    return f"{SEEK_SCHEME}:{seconds:.3f}"
+
+
+def parse_seek_href(href: str) -> float | None:
+    """``"seek:72.500"`` → 72.5; anything else → None."""
+    scheme, _, value = href.partition(":")
+    if scheme != SEEK_SCHEME:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def linkify_times(text: str, *, max_seconds: float | None = None) -> str:
+    """Escape ``text`` for rich text and make each time in it a seek link."""
+    parts: list[str] = []
+    last = 0
+    for mention in find_times(text, max_seconds=max_seconds):
+        parts.append(escape(text[last : mention.start]))
+        parts.append(
+            f'<a href="{seek_href(mention.seconds)}" style="color:{_LINK_COLOUR}">'
+            f"{escape(mention.text)}</a>"
+        )
+        last = mention.end
+    parts.append(escape(text[last:]))
+    return "".join(parts).replace("\n", "<br/>")
+
+
+def render_entry(
+    entry: ChatEntry,
+    *,
+    hours: bool = False,
+    duration_s: float | None = None,
+    behind_another: bool = True,
+) -> str:
+    """One question bubble (right) and its answer bubble (left)."""
+    label = escape(mode_label(entry.mode, entry.at_s, hours=hours))
+    if entry.mode == BREAKPOINT and entry.at_s is not None:
+        chip = f'<a href="{seek_href(entry.at_s)}" style="color:{_LINK_COLOUR}">{label}</a>'
+    else:
+        chip = label
+    question = escape(entry.question).replace("\n", "<br/>")
+    html = [
+        f'<table width="100%" cellspacing="0" cellpadding="0" style="margin-top:10px">'
+        f'<tr><td width="12%"></td><td bgcolor="{_QUESTION_BG}" style="padding:8px">'
+        f'<span style="font-size:small;color:#c8d6ea">{chip}</span><br/>{question}'
+        f"</td></tr></table>"
+    ]
+    html.append(_answer_html(entry, duration_s, behind_another))
+    return "".join(html)
+
+
+def _answer_html(entry: ChatEntry, duration_s: float | None, behind_another: bool) -> str:
+    body = linkify_times(entry.answer, max_seconds=duration_s) if entry.answer else ""
+    note = escape(entry.note)
+    if entry.state == QUEUED:
+        text = "queued — waits for the current answer" if behind_another else "sending…"
+        body = f'<i style="color:{_NOTE_COLOUR}">{text}</i>'
+    elif entry.state == WAITING:
+        body = f'<i style="color:{_NOTE_COLOUR}">{note or "waiting for the assistant"}</i>'
+    elif entry.state == ANSWERING:
+        body = (body or f'<i style="color:{_NOTE_COLOUR}">thinking…</i>') + " ▍"
+    elif entry.state == STOPPED:
+        body += f' <i style="color:{_NOTE_COLOUR}">(stopped)</i>'
+    elif entry.state == FAILED:
+        body = f'<span style="color:{_ERROR_COLOUR}">{note or "no answer"}</span>'
+    elif entry.note:
+        body += f'<br/><i style="color:{_NOTE_COLOUR};font-size:small">{note}</i>'
+    return (
+        f'<table width="100%" cellspacing="0" cellpadding="0" style="margin-top:4px">'
+        f'<tr><td bgcolor="{_ANSWER_BG}" style="padding:8px">{body}</td>'
+        f'<td width="12%"></td></tr></table>'
+    )
+
+
+def render_transcript(
+    entries: list[ChatEntry], *, hours: bool = False, duration_s: float | None = None
+) -> str:
+    parts = []
+    for index, entry in enumerate(entries):
+        behind = any(not e.finished for e in entries[:index])
+        parts.append(render_entry(entry, hours=hours, duration_s=duration_s, behind_another=behind))
+    return "".join(parts)

@@ -1,0 +1,108 @@
+"""The chat as data (Qt-free): questions, their mode and time, streamed answers, export.
+
+``ChatPanel`` shows a ``ChatTranscript``; the tests drive it directly. An entry is one
+question and its answer; its ``state`` follows the question through the model worker:
+queued → (waiting for the encoder) → answering → done | stopped | failed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from moviechat_desktop.timefmt import format_time
+
+GLOBAL = "global"
+BREAKPOINT = "breakpoint"
+
+QUEUED = "queued"
+WAITING = "waiting"
+ANSWERING = "answering"
+DONE = "done"
+STOPPED = "stopped"
+FAILED = "failed"
+FINAL_STATES = frozenset({DONE, STOPPED, FAILED})
+
+_ids = itertools.count(1)
+
+
+def mode_label(mode: str, at_s: float | None, *, hours: bool = False) -> str:
+    """What the mode switch and a question bubble say: "Whole film" / "This moment (01:12:30)"."""
+    if mode == BREAKPOINT and at_s is not None:
+        return f"This moment ({format_time(at_s, hours=hours or None)})"
+    return "Whole film"
+
+
+@dataclass
+class ChatEntry:
+    """One question and its answer as they stream in."""
+
+    question: str
+    mode: str = GLOBAL
+    at_s: float | None = None
+    answer: str = ""
+    state: str = QUEUED
+    note: str = ""  # a status line: why it waits, the error message, "stopped"
+    asked_at: datetime = field(default_factory=datetime.now)
+    id: int = field(default_factory=lambda: next(_ids))
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class ChatTranscript:
+    """The ordered entries of one conversation."""
+
+    def __init__(self) -> None:
+        self.entries: list[ChatEntry] = []
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, question: str, mode: str = GLOBAL, at_s: float | None = None) -> ChatEntry:
+        if mode not in (GLOBAL, BREAKPOINT):
+            raise ValueError(f"unknown mode {mode!r}")
+        entry = ChatEntry(question.strip(), mode, at_s if mode == BREAKPOINT else None)
+        self.entries.append(entry)
+        return entry
+
+    def get(self, entry_id: int) -> ChatEntry | None:
+        for entry in self.entries:
+            if entry.id == entry_id:
+                return entry
+        return None
+
+    def pending(self) -> list[ChatEntry]:
+        return [e for e in self.entries if not e.finished]
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def to_markdown(self, film: str | Path | None = None, *, hours: bool = False) -> str:
+        """The conversation as Markdown: a heading, then each question (with its mode and
+        time) and its answer. Unfinished answers are marked as such."""
+        title = Path(film).name if film else "MovieChat conversation"
+        lines = [f"# {title}", ""]
+        if film:
+            lines += [f"Film: `{film}`", ""]
+        for entry in self.entries:
+            label = mode_label(entry.mode, entry.at_s, hours=hours)
+            stamp = entry.asked_at.strftime("%Y-%m-%d %H:%M")
+            lines += [f"## Q ({label}, asked {stamp})", "", _quote(entry.question), ""]
+            answer = entry.answer.strip()
+            if entry.state == FAILED:
+                lines += [f"*No answer: {entry.note}*", ""]
+            elif entry.state == STOPPED:
+                lines += [answer + " *(stopped)*" if answer else "*(stopped)*", ""]
+            elif entry.state != DONE:
+                lines += [(answer + " " if answer else "") + "*(not answered yet)*", ""]
+            else:
+                lines += [answer, ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + line if line else ">" for line in text.splitlines() or [""])

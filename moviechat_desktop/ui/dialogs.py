@@ -1,0 +1,124 @@
+"""The main window's dialogs: file choosers, weights, settings, export, about.
+
+File choosers use Qt's static helpers (tests monkeypatch ``QFileDialog``); the other
+dialogs are opened non-blocking with ``open()`` and report back through ``finished``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import platformdirs
+from PySide6.QtWidgets import QDialog, QFileDialog
+
+from moviechat_desktop import __version__
+from moviechat_desktop.ui.error_display import show_notice
+from moviechat_desktop.workers.messages import ErrorReport
+
+if TYPE_CHECKING:
+    from moviechat_desktop.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+VIDEO_FILTER = (
+    "Videos (*.mp4 *.mkv *.avi *.mov *.webm *.m4v *.mpg *.mpeg *.wmv *.flv *.ts *.ogv);;"
+    "All files (*)"
+)
+SUBTITLE_FILTER = "Subtitles (*.srt *.ass *.ssa *.vtt *.sub *.smi);;All files (*)"
+
+
+def _start_dir(film: str | None) -> str:
+    return str(Path(film).parent) if film else platformdirs.user_videos_dir()
+
+
+def choose_video(window: MainWindow, film: str | None) -> str:
+    path, _ = QFileDialog.getOpenFileName(window, "Open a film", _start_dir(film), VIDEO_FILTER)
+    return path
+
+
+def choose_subtitles(window: MainWindow, film: str | None) -> str:
+    path, _ = QFileDialog.getOpenFileName(
+        window, "Add a subtitle file", _start_dir(film), SUBTITLE_FILTER
+    )
+    return path
+
+
+def snapshot_dir() -> Path:
+    return Path(platformdirs.user_pictures_dir()) / "MovieChat"
+
+
+def open_weights_dialog(window: MainWindow) -> QDialog | None:
+    """The weights dialog (another module); a notice instead if it cannot be imported."""
+    try:
+        from moviechat_desktop.ui.weights_dialog import WeightsDialog
+    except ImportError as err:
+        log.warning("weights dialog unavailable: %s", err)
+        window.last_error_box = show_notice(
+            window,
+            "Model weights",
+            "The weights dialog is not available in this build. From a terminal run\n\n"
+            "    moviechat-desktop weights status\n    moviechat-desktop weights download\n\n"
+            "then restart MovieChat Desktop.",
+        )
+        return None
+    dialog = WeightsDialog(parent=window)
+    changed = getattr(dialog, "weights_changed", None)
+    if changed is not None:  # the weights may have changed: try the model again
+        changed.connect(window.weights_changed)
+    dialog.finished.connect(lambda _result: window.weights_changed())
+    dialog.open()
+    window.weights_dialog = dialog
+    return dialog
+
+
+def open_settings_dialog(window: MainWindow) -> QDialog:
+    from moviechat_desktop.ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(window.settings, window)
+    dialog.accepted.connect(lambda: _settings_accepted(window, dialog))
+    dialog.open()
+    return dialog
+
+
+def _settings_accepted(window: MainWindow, dialog) -> None:
+    from moviechat_desktop.engine.settings import save_settings
+
+    new = dialog.settings()
+    try:
+        save_settings(new)
+    except OSError as err:
+        window.show_error(ErrorReport.simple("Settings not saved", str(err), "OSError"))
+    window.apply_settings(new)
+
+
+def export_chat(window: MainWindow) -> Path | None:
+    """Ask where, then write the conversation as Markdown; the path written, or None."""
+    film = window.film_path
+    suggested = (Path(film).stem if film else "moviechat") + " — chat.md"
+    start = str(Path(_start_dir(film)) / suggested)
+    path, _ = QFileDialog.getSaveFileName(window, "Export chat", start, "Markdown (*.md)")
+    if not path:
+        return None
+    target = Path(path)
+    if not target.suffix:
+        target = target.with_suffix(".md")
+    try:
+        target.write_text(window.chat.to_markdown(film), "utf-8")
+    except OSError as err:
+        window.show_error(ErrorReport.simple("Export failed", f"{target}: {err}", "OSError"))
+        return None
+    window.statusBar().showMessage(f"Chat exported to {target}", 4000)
+    return target
+
+
+def show_about(window: MainWindow) -> None:
+    window.last_error_box = show_notice(
+        window,
+        "About MovieChat Desktop",
+        f"MovieChat Desktop {__version__}\n\n"
+        "A video player with an assistant that has watched the film with you.\n"
+        "Playback by VLC; the assistant is MovieChat (CVPR 2024): EVA ViT-g + BLIP-2 Q-Former "
+        "per frame, a sparse memory, a video Q-Former and Vicuna-7B, running on your computer.",
+    )

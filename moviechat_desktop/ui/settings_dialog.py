@@ -1,0 +1,178 @@
+"""Assistant settings: model directory, device and precision, sampling plan, generation.
+
+Edits a copy of ``AppSettings``; ``settings()`` returns the edited copy and the caller saves
+it (``engine.settings.save_settings``) and tells the model worker.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from moviechat_desktop.engine.settings import AppSettings
+
+DEVICES = (("Automatic (GPU when present)", "auto"), ("GPU (CUDA)", "cuda"), ("CPU", "cpu"))
+PRECISIONS = (
+    ("Automatic (from free GPU memory)", "auto"),
+    ("16-bit (fp16)", "fp16"),
+    ("bfloat16", "bf16"),
+    ("8-bit", "int8"),
+    ("4-bit", "int4"),
+    ("32-bit (fp32)", "fp32"),
+)
+PLANS = (("Fixed fragments (MovieChat's)", "fragments"), ("Frames per second", "fps"))
+
+
+def _combo(parent: QWidget, choices: tuple[tuple[str, str], ...], value: str) -> QComboBox:
+    box = QComboBox(parent)
+    for label, data in choices:
+        box.addItem(label, data)
+    index = box.findData(value)
+    box.setCurrentIndex(index if index >= 0 else 0)
+    return box
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Assistant settings")
+        self._settings = copy.deepcopy(settings)
+        s = self._settings
+
+        self.model_dir = QLineEdit(s.model.model_dir, self)
+        self.model_dir.setPlaceholderText("the installed weights (Assistant → Weights…)")
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(self._browse)
+        dir_row = QHBoxLayout()
+        dir_row.addWidget(self.model_dir, 1)
+        dir_row.addWidget(browse)
+        self.device = _combo(self, DEVICES, s.model.device)
+        self.precision = _combo(self, PRECISIONS, s.model.precision)
+        model_box = QGroupBox("Model", self)
+        model_form = QFormLayout(model_box)
+        model_form.addRow("Model directory:", dir_row)
+        model_form.addRow("Device:", self.device)
+        model_form.addRow("Precision:", self.precision)
+
+        self.plan = _combo(self, PLANS, s.sampling.plan)
+        self.n_fragments = QSpinBox(self)
+        self.n_fragments.setRange(1, 4096)
+        self.n_fragments.setValue(s.sampling.n_fragments)
+        self.frames_per_fragment = QSpinBox(self)
+        self.frames_per_fragment.setRange(2, 64)
+        self.frames_per_fragment.setValue(s.sampling.frames_per_fragment)
+        self.fps = QDoubleSpinBox(self)
+        self.fps.setRange(0.05, 30.0)
+        self.fps.setDecimals(2)
+        self.fps.setValue(s.sampling.fps)
+        self.plan.currentIndexChanged.connect(self._plan_changed)
+        sampling_box = QGroupBox("What the assistant watches", self)
+        sampling_form = QFormLayout(sampling_box)
+        sampling_form.addRow("Plan:", self.plan)
+        sampling_form.addRow("Fragments per film:", self.n_fragments)
+        sampling_form.addRow("Frames per fragment:", self.frames_per_fragment)
+        sampling_form.addRow("Frames per second:", self.fps)
+
+        self.greedy = QCheckBox("Greedy (always the most likely word; repeatable answers)", self)
+        self.greedy.setChecked(s.generation.greedy)
+        self.max_tokens = QSpinBox(self)
+        self.max_tokens.setRange(1, 4096)
+        self.max_tokens.setValue(s.generation.max_new_tokens)
+        self.top_p = QDoubleSpinBox(self)
+        self.top_p.setRange(0.01, 1.0)
+        self.top_p.setSingleStep(0.05)
+        self.top_p.setValue(s.generation.top_p)
+        self.temperature = QDoubleSpinBox(self)
+        self.temperature.setRange(0.01, 5.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setValue(s.generation.temperature)
+        self.greedy.toggled.connect(self._greedy_changed)
+        generation_box = QGroupBox("Answers", self)
+        generation_form = QFormLayout(generation_box)
+        generation_form.addRow(self.greedy)
+        generation_form.addRow("Longest answer (tokens):", self.max_tokens)
+        generation_form.addRow("Top-p:", self.top_p)
+        generation_form.addRow("Temperature:", self.temperature)
+
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok
+            | QDialogButtonBox.StandardButton.Cancel
+            | QDialogButtonBox.StandardButton.RestoreDefaults,
+            self,
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(
+            self._restore_defaults
+        )
+        layout = QVBoxLayout(self)
+        for widget in (model_box, sampling_box, generation_box, buttons):
+            layout.addWidget(widget)
+        self._plan_changed()
+        self._greedy_changed(self.greedy.isChecked())
+
+    def _browse(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Model directory", self.model_dir.text())
+        if chosen:
+            self.model_dir.setText(chosen)
+
+    def _plan_changed(self) -> None:
+        fps_plan = self.plan.currentData() == "fps"
+        self.n_fragments.setEnabled(not fps_plan)
+        self.fps.setEnabled(fps_plan)
+
+    def _greedy_changed(self, greedy: bool) -> None:
+        self.top_p.setEnabled(not greedy)
+        self.temperature.setEnabled(not greedy)
+
+    def _restore_defaults(self) -> None:
+        from moviechat_desktop.engine.settings import load_settings, settings_path
+
+        # load_settings overlays the user's file on the shipped defaults: point it at a file
+        # that does not exist to get the shipped defaults alone.
+        self._load(load_settings(settings_path().with_name("no-such-settings.toml")))
+
+    def _load(self, s: AppSettings) -> None:
+        self.model_dir.setText(s.model.model_dir)
+        self.device.setCurrentIndex(max(0, self.device.findData(s.model.device)))
+        self.precision.setCurrentIndex(max(0, self.precision.findData(s.model.precision)))
+        self.plan.setCurrentIndex(max(0, self.plan.findData(s.sampling.plan)))
+        self.n_fragments.setValue(s.sampling.n_fragments)
+        self.frames_per_fragment.setValue(s.sampling.frames_per_fragment)
+        self.fps.setValue(s.sampling.fps)
+        self.greedy.setChecked(s.generation.greedy)
+        self.max_tokens.setValue(s.generation.max_new_tokens)
+        self.top_p.setValue(s.generation.top_p)
+        self.temperature.setValue(s.generation.temperature)
+
+    def settings(self) -> AppSettings:
+        """The edited settings (a copy; the original passed in is untouched)."""
+        s = copy.deepcopy(self._settings)
+        s.model.model_dir = self.model_dir.text().strip()
+        s.model.device = self.device.currentData()
+        s.model.precision = self.precision.currentData()
+        s.sampling.plan = self.plan.currentData()
+        s.sampling.n_fragments = self.n_fragments.value()
+        s.sampling.frames_per_fragment = self.frames_per_fragment.value()
+        s.sampling.fps = self.fps.value()
+        s.generation.greedy = self.greedy.isChecked()
+        s.generation.max_new_tokens = self.max_tokens.value()
+        s.generation.top_p = self.top_p.value()
+        s.generation.temperature = self.temperature.value()
+        return s

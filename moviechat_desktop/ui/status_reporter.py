@@ -1,0 +1,70 @@
+"""The status bar's permanent fields (model/device, encoding state and speed) and the chat
+panel's status line, kept in step with the model worker's signals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import QLabel, QStatusBar
+
+from moviechat_desktop.timefmt import format_time
+from moviechat_desktop.ui.chat_panel import ChatPanel
+from moviechat_desktop.workers.messages import ErrorReport
+
+
+def describe_encoding(status: Any) -> str:
+    """ "Watching the film: 35% (42 frames/s)" / "Watched the whole film" / ""."""
+    if status is None or status.fragments_total == 0:
+        return ""
+    if status.finished:
+        return "Watched the whole film"
+    percent = round(100 * status.fragments_done / status.fragments_total)
+    speed = f" · {status.frames_per_s:.1f} frames/s" if status.frames_per_s > 0 else ""
+    return f"Watching the film: {percent}%{speed}"
+
+
+class StatusReporter:
+    def __init__(self, bar: QStatusBar, panel: ChatPanel) -> None:
+        self.panel = panel
+        self.device_label = QLabel("Model: not loaded")
+        self.device_label.setObjectName("DeviceLabel")
+        self.encoding_label = QLabel("")
+        self.encoding_label.setObjectName("EncodingLabel")
+        bar.addPermanentWidget(self.encoding_label)
+        bar.addPermanentWidget(self.device_label)
+        self.model_state = "not loaded"
+        self._last_status: Any = None
+
+    def model_loading(self) -> None:
+        self.model_state = "loading"
+        self.device_label.setText("Model: loading…")
+        self.panel.set_status("Loading the assistant's model…")
+
+    def model_ready(self, device_label: str) -> None:
+        self.model_state = "ready"
+        self.device_label.setText(f"Model: {device_label}")
+        self.device_label.setToolTip("Where the assistant runs")
+        self.panel.hide_weights_notice()
+        if self._last_status is not None:
+            self.encoding(self._last_status)
+        else:
+            self.panel.set_status("Ready: open a film.")
+
+    def model_unavailable(self, report: ErrorReport) -> None:
+        self.model_state = "unavailable"
+        self.device_label.setText("Model: not installed" if report.needs_weights else "Model: —")
+        self.device_label.setToolTip(report.message)
+        self.encoding_label.setText("")
+        self.panel.set_status("")
+        self.panel.show_weights_notice(report.message)
+
+    def encoding(self, status: Any) -> None:
+        self._last_status = status
+        text = describe_encoding(status) if self.model_state == "ready" else ""
+        self.encoding_label.setText(text)
+        if self.model_state == "ready":
+            watched = ""
+            if status.covered and not status.finished:
+                hours = status.duration_s >= 3600
+                watched = f" — up to {format_time(status.covered[0][1], hours=hours)}"
+            self.panel.set_status(text + watched if text else "")

@@ -1,0 +1,124 @@
+"""The main window's menus and the player's keyboard shortcuts (VLC's conventions).
+
+Player shortcuts (Space, arrows, M, F, E, +/−/=, Shift+S, V, Esc) are registered with
+``WidgetWithChildrenShortcut`` on the player pane only: they act while the focus is in the
+video or its controls, and never while typing in the chat. File and Assistant actions
+(Ctrl+O, Ctrl+Q…) work from anywhere in the window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+
+if TYPE_CHECKING:
+    from moviechat_desktop.ui.main_window import MainWindow
+
+SEEK_STEPS = (("", 10), ("Shift+", 3), ("Ctrl+", 60))  # modifier → seconds
+VOLUME_STEP = 5
+
+
+class WindowActions:
+    """Builds the menu bar and the player shortcuts of ``window``; keeps the QActions."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.player_actions: list[QAction] = []
+        w = window
+        player = w.player
+        menu_bar = w.menuBar()
+
+        file_menu = menu_bar.addMenu("&File")
+        self.open = self._global(file_menu, "&Open…", w.choose_file, QKeySequence.StandardKey.Open)
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
+        self._global(file_menu, "Add &Subtitle File…", w.choose_subtitle_file)
+        file_menu.addSeparator()
+        self._global(file_menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
+
+        playback = menu_bar.addMenu("&Playback")
+        self.play_pause = self._player(playback, "Play / Pause", player.toggle_play, "Space")
+        playback.addSeparator()
+        for modifier, seconds in SEEK_STEPS:
+            self._player(
+                playback,
+                f"Jump forward {seconds} s",
+                lambda s=seconds: player.seek_relative(s),
+                f"{modifier}Right",
+            )
+            self._player(
+                playback,
+                f"Jump backward {seconds} s",
+                lambda s=seconds: player.seek_relative(-s),
+                f"{modifier}Left",
+            )
+        self._player(playback, "Next frame", player.next_frame, "E")
+        playback.addSeparator()
+        self._player(playback, "Faster", lambda: player.step_rate(1), "+", "]")
+        self._player(playback, "Slower", lambda: player.step_rate(-1), "-", "[")
+        self._player(playback, "Normal speed", lambda: player.step_rate(0), "=")
+        playback.addSeparator()
+        up, down = (
+            (lambda: player.change_volume(VOLUME_STEP)),
+            (lambda: player.change_volume(-VOLUME_STEP)),
+        )
+        self._player(playback, "Volume up", up, "Up", "Ctrl+Up")
+        self._player(playback, "Volume down", down, "Down", "Ctrl+Down")
+        self._player(playback, "Mute", player.toggle_mute, "M")
+        playback.addSeparator()
+        self._player(playback, "Fullscreen", w.toggle_fullscreen, "F")
+        self._player(playback, "Leave fullscreen", w.leave_fullscreen, "Esc")
+        self._player(playback, "Snapshot", w.take_snapshot, "Shift+S")
+        self._player(playback, "Next subtitle track", player.cycle_subtitles, "V")
+
+        assistant = menu_bar.addMenu("&Assistant")
+        self._global(assistant, "&Weights…", w.open_weights_dialog)
+        self._global(assistant, "&Settings…", w.open_settings_dialog)
+        assistant.addSeparator()
+        self._global(assistant, "&New conversation", w.new_conversation)
+        self._global(assistant, "&Export chat…", w.export_chat, "Ctrl+E")
+        self.show_chat = self._global(assistant, "Show &chat", w.set_chat_visible, "Ctrl+J")
+        self.show_chat.setCheckable(True)
+        self.show_chat.setChecked(True)
+
+        help_menu = menu_bar.addMenu("&Help")
+        self._global(help_menu, "&About MovieChat Desktop", w.show_about)
+
+    def _global(self, menu, text: str, slot: Callable, shortcut=None) -> QAction:
+        action = QAction(text, self.window)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(
+            lambda checked=False: slot(checked) if action.isCheckable() else slot()
+        )
+        menu.addAction(action)
+        return action
+
+    def _player(self, menu, text: str, slot: Callable[[], object], *keys: str) -> QAction:
+        action = QAction(text, self.window)
+        action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.triggered.connect(lambda _checked=False: slot())  # drop "checked"
+        menu.addAction(action)
+        self.window.player_pane.addAction(action)
+        self.player_actions.append(action)
+        return action
+
+    def fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        recent = self.window.history.recent()
+        for path in recent:
+            action = menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.triggered.connect(lambda checked=False, p=path: self.window.open_file(p))
+        if recent:
+            menu.addSeparator()
+            menu.addAction("Clear list", self.window.history.clear_recent)
+        else:
+            menu.addAction("(no recent films)").setEnabled(False)

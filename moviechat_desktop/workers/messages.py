@@ -1,0 +1,74 @@
+"""Small immutable messages the workers send to the UI through Qt signals (never tensors)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from moviechat_desktop.engine.errors import (
+    Busy,
+    Cancelled,
+    CheckpointMismatch,
+    DownloadError,
+    MovieChatError,
+    NotReady,
+    OutOfGpuMemory,
+    UnsafeCheckpoint,
+    VideoError,
+    WeightsCorrupt,
+    WeightsMissing,
+)
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first isinstance match gives the dialog title.
+_TITLES: tuple[tuple[type[BaseException], str], ...] = (
+    (Cancelled, "Cancelled"),
+    (VideoError, "Cannot play this file"),
+    (WeightsMissing, "Model weights are missing"),
+    (WeightsCorrupt, "Model weights are damaged"),
+    (CheckpointMismatch, "Model weights do not fit"),
+    (UnsafeCheckpoint, "Unsafe weights file refused"),
+    (DownloadError, "Download failed"),
+    (OutOfGpuMemory, "Out of GPU memory"),
+    (NotReady, "Not ready yet"),
+    (Busy, "Busy"),
+    (MovieChatError, "MovieChat"),
+)
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """What the UI needs to show an error: a title, a one-paragraph message, its kind."""
+
+    kind: str  # the exception's class name, e.g. "VideoError"
+    title: str
+    message: str
+    cancelled: bool = False  # a Cancelled: never shown as an error
+    needs_weights: bool = False  # offering the weights dialog would help
+    unexpected: bool = False  # not a MovieChatError: a bug; the message says so
+
+    @classmethod
+    def from_exception(cls, err: BaseException) -> ErrorReport:
+        kind = type(err).__name__
+        if isinstance(err, MovieChatError):
+            title = next(t for klass, t in _TITLES if isinstance(err, klass))
+            return cls(
+                kind=kind,
+                title=title,
+                message=str(err) or title,
+                cancelled=isinstance(err, Cancelled),
+                needs_weights=isinstance(err, WeightsMissing | WeightsCorrupt),
+            )
+        log.error("unexpected error", exc_info=(type(err), err, err.__traceback__))
+        return cls(
+            kind=kind,
+            title="Unexpected error",
+            message=f"Something went wrong inside MovieChat ({kind}: {err}). "
+            "Details are in the log; please report it.",
+            unexpected=True,
+        )
+
+    @classmethod
+    def simple(cls, title: str, message: str, kind: str = "Notice") -> ErrorReport:
+        return cls(kind=kind, title=title, message=message)

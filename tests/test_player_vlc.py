@@ -1,0 +1,170 @@
+"""Real libVLC drawing into the Qt window under Xvfb: play, pause, seek, screen capture.
+
+Run: ``xvfb-run -a -s "-screen 0 1280x720x24" .venv/bin/pytest tests/test_player_vlc.py -q``.
+``QWidget.grab()`` is black where VLC draws, so the screen itself is captured. The shown
+picture is compared with the frame opencv decodes at the time VLC reports.
+"""
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication, QImage
+
+from moviechat_desktop.ui.chat_transcript import BREAKPOINT
+from moviechat_desktop.ui.player_widget import PAUSED, PLAYING
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytest_plugins = ["ui_fixtures"]  # make_main_window, tiny_maker, …
+
+pytestmark = [
+    pytest.mark.vlc,
+    pytest.mark.xvfb,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(
+        not os.environ.get("DISPLAY"), reason="needs an X display: run under xvfb-run"
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def _needs_xcb(qapp):
+    if QGuiApplication.platformName() != "xcb":
+        pytest.skip(f"needs Qt's xcb platform, not {QGuiApplication.platformName()!r}")
+
+
+def to_rgb_array(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    width, height, stride = image.width(), image.height(), image.bytesPerLine()
+    data = np.frombuffer(image.constBits(), np.uint8, count=stride * height)
+    return data.reshape(height, stride)[:, : width * 3].reshape(height, width, 3).copy()
+
+
+def grab_widget_on_screen(widget) -> np.ndarray:
+    """What the screen shows where ``widget`` is (VLC's pixels included)."""
+    top_left = widget.mapToGlobal(widget.rect().topLeft())
+    pixmap = QGuiApplication.primaryScreen().grabWindow(
+        0, top_left.x(), top_left.y(), widget.width(), widget.height()
+    )
+    return to_rgb_array(pixmap.toImage())
+
+
+def video_rect(width: int, height: int, video_w: int, video_h: int) -> tuple[int, int, int, int]:
+    """Where VLC draws a ``video_w``x``video_h`` picture fitted (letterboxed) in the widget."""
+    scale = min(width / video_w, height / video_h)
+    w, h = round(video_w * scale), round(video_h * scale)
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def decoded_frame(path: Path, t_s: float) -> np.ndarray:
+    capture = cv2.VideoCapture(str(path))
+    capture.set(cv2.CAP_PROP_POS_MSEC, t_s * 1000)
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok, f"opencv could not decode {path} at {t_s:.2f} s"
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def grid(image: np.ndarray, cols: int = 16, rows: int = 9) -> np.ndarray:
+    return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def test_vlc_plays_pauses_seeks_and_shows_the_right_frame(qtbot, make_main_window, bigbuckbunny):
+    window = make_main_window(video=True)
+    window.resize(1280, 690)
+    player = window.player
+    with qtbot.waitSignal(window.film_opened, timeout=10000):
+        window.open_file(bigbuckbunny)
+    qtbot.waitUntil(lambda: player.state == PLAYING and player.position > 0.5, timeout=15000)
+    player.pause()
+    qtbot.waitUntil(lambda: player._player.get_state().value == 4, timeout=5000)  # Paused
+    paused_at = player.position
+    qtbot.wait(500)
+    assert player.position == pytest.approx(paused_at, abs=0.05)  # time stands still
+    player.seek(3.2)
+    qtbot.wait(1500)  # VLC decodes and shows the new frame
+    assert player.state == PAUSED
+    vlc_time = player._player.get_time() / 1000
+    assert vlc_time == pytest.approx(3.2, abs=0.5)
+
+    shot = grab_widget_on_screen(player.surface)
+    ARTIFACTS.mkdir(exist_ok=True)
+    cv2.imwrite(str(ARTIFACTS / "player_vlc_paused.png"), cv2.cvtColor(shot, cv2.COLOR_RGB2BGR))
+    x, y, w, h = video_rect(shot.shape[1], shot.shape[0], 1280, 720)
+    shown = shot[y + 2 : y + h - 2, x + 2 : x + w - 2]
+    assert shown.mean() > 25 and shown.std() > 15, "the video area is black or flat"
+
+    frame = decoded_frame(bigbuckbunny, vlc_time)
+    frame = cv2.resize(frame, (shown.shape[1], shown.shape[0]), interpolation=cv2.INTER_AREA)
+    colour_error = np.abs(shown.reshape(-1, 3).mean(0) - frame.reshape(-1, 3).mean(0))
+    layout_error = np.abs(grid(shown) - grid(frame)).mean()
+    print(f"\nmean colour error {colour_error.round(1)}, 16x9 grid error {layout_error:.1f}")
+    assert colour_error.max() < 20, f"mean colour differs: {colour_error}"
+    assert layout_error < 30, f"the picture does not match the decoded frame ({layout_error:.1f})"
+
+    player.play()
+    qtbot.waitUntil(lambda: player.state == PLAYING, timeout=5000)
+    qtbot.waitUntil(lambda: player.position > vlc_time + 0.3, timeout=10000)
+
+
+def test_full_window_screenshot_for_the_docs(
+    qtbot, make_main_window, tiny_maker, wait_for_model, bigbuckbunny
+):
+    """A real window: VLC video, the watched bar, the mode switch on a paused moment."""
+    window = make_main_window(video=True, make_assistant=tiny_maker(n_fragments=32))
+    window.resize(1280, 720)
+    wait_for_model(window)
+    with qtbot.waitSignal(window.film_opened, timeout=10000):
+        window.open_file(bigbuckbunny)
+    player = window.player
+    qtbot.waitUntil(lambda: player.state == PLAYING and player.position > 1.0, timeout=15000)
+    player.pause()  # before the 5 s clip ends: encoding may take longer on a busy machine
+    qtbot.waitUntil(lambda: window.transport.slider.covered_fraction() > 0.99, timeout=60000)
+    player.seek(2.6)
+    qtbot.waitUntil(lambda: window.chat.mode() == BREAKPOINT, timeout=5000)
+    window.chat.question.setPlainText("What is the rabbit doing?")
+    qtbot.wait(1500)
+    pixmap = QGuiApplication.primaryScreen().grabWindow(
+        0, window.x(), window.y(), window.width(), window.height()
+    )
+    image = to_rgb_array(pixmap.toImage())
+    assert image.std() > 20  # a real picture, not an empty screen
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert pixmap.save(str(ARTIFACTS / "main_window.png"))
+    docs_shot = ROOT / "docs" / "screenshot.png"
+    if not docs_shot.exists() or os.environ.get("MOVIECHAT_UPDATE_SCREENSHOT"):
+        # the README's picture: written once (or on request) so runs do not churn git
+        docs_shot.parent.mkdir(exist_ok=True)
+        assert pixmap.save(str(docs_shot))
+
+
+def test_snapshot_key_and_subtitle_files(qtbot, make_main_window, bigbuckbunny, tmp_path):
+    window = make_main_window(video=True)
+    window.snapshot_dir = tmp_path / "snapshots"
+    player = window.player
+    with qtbot.waitSignal(window.film_opened, timeout=10000):
+        window.open_file(bigbuckbunny)
+    qtbot.waitUntil(lambda: player.state == PLAYING and player.position > 0.5, timeout=15000)
+    player.pause()
+    qtbot.wait(500)
+    window.activateWindow()
+    player.surface.setFocus()
+    qtbot.waitUntil(player.surface.hasFocus, timeout=3000)
+    qtbot.keyClick(player.surface, Qt.Key.Key_S, Qt.KeyboardModifier.ShiftModifier)
+    shots = list(window.snapshot_dir.glob("bigbuckbunny-*.png"))
+    assert len(shots) == 1, window.statusBar().currentMessage()
+    saved = to_rgb_array(QImage(str(shots[0])))  # (opencv 5.0's libpng rejects VLC's PNGs)
+    assert saved.shape == (720, 1280, 3) and saved.std() > 15
+    assert window.statusBar().currentMessage() == f"Snapshot saved: {shots[0]}"
+
+    srt = tmp_path / "sous-titres été.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:09,000\nHello from the subtitles\n", "utf-8")
+    assert window.add_subtitle_file(srt)
+    qtbot.waitUntil(lambda: player._player.video_get_spu_count() > 0, timeout=10000)
+    names = {player.cycle_subtitles() for _ in range(3)}
+    assert any(name and name != "Disable" for name in names), names
