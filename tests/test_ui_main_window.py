@@ -283,6 +283,8 @@ def test_the_weights_dialog_opens_from_the_chat_and_a_closed_one_retries_the_mod
     window.chat.weights_button.click()
     dialog = window.weights_dialog
     assert dialog is not None and dialog.isVisible()
+    window.open_weights_dialog()  # from the menu as well: the same dialog comes forward
+    assert window.weights_dialog is dialog
     maker.instance.weights = True  # as if the dialog had installed them
     with qtbot.waitSignal(window.worker.model_loaded, timeout=5000):
         dialog.reject()

@@ -63,6 +63,13 @@ def open_weights_dialog(window: MainWindow) -> QDialog | None:
             "then restart MovieChat Desktop.",
         )
         return None
+    existing = getattr(window, "weights_dialog", None)
+    if existing is not None:  # one dialog per window: it keeps its transfers and progress
+        existing.refresh()
+        existing.open()
+        existing.raise_()
+        existing.activateWindow()
+        return existing
     dialog = WeightsDialog(parent=window)
     changed = getattr(dialog, "weights_changed", None)
     if changed is not None:  # the weights may have changed: try the model again
