@@ -4,6 +4,7 @@
     moviechat-desktop ask VIDEO "QUESTION" [--at T] answer a question from the terminal
     moviechat-desktop encode VIDEO                  build the film's memory (progress bar)
     moviechat-desktop weights status|download|verify|import
+    moviechat-desktop cache status|clear            the films' cached memories
 
 Every failure is one line on stderr and a non-zero exit status. Heavy imports (torch,
 transformers, Qt) happen inside the command that needs them, so ``--help`` is instant.
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 
 from moviechat_desktop import __version__
 
-SUBCOMMANDS = ("ask", "encode", "weights")
+SUBCOMMANDS = ("ask", "encode", "weights", "cache")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -37,7 +38,8 @@ def _gui_parser() -> argparse.ArgumentParser:
             "subcommands (run 'moviechat-desktop COMMAND --help' for their options):\n"
             "  ask       answer a question about a video from the terminal\n"
             "  encode    build a video's memory ahead of time\n"
-            "  weights   show, download, verify or import the model weights"
+            "  weights   show, download, verify or import the model weights\n"
+            "  cache     show or clear the films' cached memories"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -51,10 +53,11 @@ def _command_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moviechat-desktop")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
-    from moviechat_desktop import cli_engine, cli_weights
+    from moviechat_desktop import cli_cache, cli_engine, cli_weights
 
     cli_engine.add_parsers(sub)
     cli_weights.add_parsers(sub)
+    cli_cache.add_parsers(sub)
     return parser
 
 

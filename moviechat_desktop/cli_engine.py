@@ -27,6 +27,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _common(ask)
     ask.add_argument("--greedy", action="store_true", help="greedy decoding (deterministic)")
     ask.add_argument("--max-new-tokens", type=int, default=None, metavar="N")
+    ask.add_argument(
+        "--continue",
+        dest="continue_chat",
+        action="store_true",
+        help="continue the film's latest conversation (default: start a new one)",
+    )
     ask.set_defaults(handler=run_ask)
 
     enc = sub.add_parser("encode", help="build a video's memory (progress bar on stderr)")
@@ -41,6 +47,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="a model directory laid out like tests/data/reference (default: installed weights)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither use nor update the film's cached memory (encode from scratch)",
+    )
 
 
 class _Bar:
@@ -70,10 +81,12 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
     from moviechat_desktop.engine.progress import CancelToken
 
     timings: dict[str, float] = {}
-    assistant = Assistant(model_dir=args.model_dir)
+    assistant = Assistant(model_dir=args.model_dir, use_cache=not args.no_cache)
     t0 = time.perf_counter()
     info = assistant.open(args.video)
     timings["open_s"] = time.perf_counter() - t0
+    if not getattr(args, "continue_chat", False):
+        assistant.new_conversation()
     if check is not None:
         check(info)
     t0 = time.perf_counter()
@@ -152,6 +165,8 @@ def run_ask(args: argparse.Namespace) -> int:
                 "frames_sampled": status.frames_done,
                 "fragments_encoded": status.fragments_done,
                 "memory_frames": answer_info.memory_frames,
+                "cache_hit": assistant.cache_restored > 0,
+                "fragments_from_cache": assistant.cache_restored,
                 "device": assistant.device_label,
                 "greedy": settings.greedy,
                 "timings": {k: round(v, 4) for k, v in timings.items()},
@@ -173,6 +188,8 @@ def run_encode(args: argparse.Namespace) -> int:
                     "frames_sampled": status.frames_done,
                     "fragments_encoded": status.fragments_done,
                     "covered": status.covered,
+                    "cache_hit": assistant.cache_restored > 0,
+                    "fragments_from_cache": assistant.cache_restored,
                     "device": assistant.device_label,
                     "timings": {k: round(v, 4) for k, v in timings.items()},
                 },
@@ -180,8 +197,11 @@ def run_encode(args: argparse.Namespace) -> int:
             )
         )
     else:
+        cached = assistant.cache_restored
+        note = f" ({cached} fragments from the cache)" if cached else ""
         print(
             f"encoded {status.frames_done} frames in {status.fragments_done} fragments "
             f"of {info.path.name} in {timings['encode_s']:.1f} s on {assistant.device_label}"
+            f"{note}"
         )
     return 0

@@ -6,10 +6,16 @@ The GUI (through one worker thread), the CLI, the tests and the benchmarks all g
 An ``Assistant`` is not thread-safe: exactly one thread owns it. Encoding is done one fragment
 at a time (``encode_step``) so the owner can interleave questions and cancel between steps.
 Heavy modules (torch, transformers, decord) are imported lazily: importing this module is cheap.
+
+Persistence (DESIGN §6): ``open`` fingerprints the film, restores whatever memory the cache
+holds for it (``film_cache``) and the film's latest conversation (``chat_history``);
+``encode_step`` saves each fragment as it completes; ``ask`` appends the question and, once
+complete, the answer to the film's chat history.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -22,10 +28,14 @@ from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 
 if TYPE_CHECKING:
+    from moviechat_desktop.engine.chat_history import ChatRecord, ConversationSummary
     from moviechat_desktop.engine.device import DeviceChoice
+    from moviechat_desktop.engine.film_cache import ClearResult
+    from moviechat_desktop.engine.film_store import FilmStore
     from moviechat_desktop.engine.llm import Conversation, GenerationSettings
     from moviechat_desktop.engine.memory import FilmMemory
     from moviechat_desktop.engine.model import MovieChatModel
+    from moviechat_desktop.engine.model_paths import ModelPaths
     from moviechat_desktop.engine.video import FrameDecoder, SamplingPlan, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -66,12 +76,22 @@ class AnswerInfo:
 
 
 class Assistant:
-    """Owns the model, the current film's sampling plan and memory, and the conversation."""
+    """Owns the model, the current film's sampling plan and memory, and the conversation.
+
+    ``use_cache=False`` neither reads nor writes the memory cache; ``keep_history=False``
+    neither restores nor records conversations.
+    """
 
     def __init__(
-        self, settings: AppSettings | None = None, model_dir: str | Path | None = None
+        self,
+        settings: AppSettings | None = None,
+        model_dir: str | Path | None = None,
+        use_cache: bool = True,
+        keep_history: bool = True,
     ) -> None:
         self.settings = settings or load_settings()
+        self.use_cache = use_cache
+        self.keep_history = keep_history
         chosen = model_dir if model_dir is not None else self.settings.model.model_dir
         self.model_dir: Path | None = Path(chosen) if chosen else None
         self._model: MovieChatModel | None = None
@@ -85,6 +105,9 @@ class Assistant:
         self.last_answer = AnswerInfo()
         self.load_seconds = 0.0
         self.device_choice: DeviceChoice | None = None
+        self._model_paths: ModelPaths | None = None
+        self._store: FilmStore | None = None
+        self._conversation_id: str | None = None
 
     # ------------------------------------------------------------------ model
     @property
@@ -110,15 +133,9 @@ class Assistant:
             return
         from moviechat_desktop.engine.device import detect_device_choice
         from moviechat_desktop.engine.model import MovieChatModel
-        from moviechat_desktop.engine.model_paths import ModelPaths
 
         start = time.perf_counter()
-        if self.model_dir is not None:
-            paths = ModelPaths.from_reference_dir(self.model_dir)
-        else:
-            from moviechat_desktop.engine.weights import resolve_model_paths
-
-            paths = resolve_model_paths()
+        paths = self._resolve_paths()
         choice = detect_device_choice(
             requested=self.settings.model.precision, device=self.settings.model.device
         )
@@ -129,8 +146,22 @@ class Assistant:
             quantization=choice.quantization_config(),
         )
         self.device_choice = choice
+        self._model_paths = paths
         self.load_seconds = time.perf_counter() - start
         log.info("model loaded in %.2f s on %s", self.load_seconds, self._model.device_label)
+        self._recheck_cache()
+
+    def _resolve_paths(self) -> ModelPaths:
+        """Where the weights are (cheap: no loading). ``WeightsMissing``/``WeightsCorrupt``."""
+        from moviechat_desktop.engine.model_paths import ModelPaths
+
+        if self._model_paths is not None:
+            return self._model_paths
+        if self.model_dir is not None:
+            return ModelPaths.from_reference_dir(self.model_dir)
+        from moviechat_desktop.engine.weights import resolve_model_paths
+
+        return resolve_model_paths()
 
     # ------------------------------------------------------------------ film
     @property
@@ -155,13 +186,16 @@ class Assistant:
             )
         self.close()
         self._video, self._plan = info, plan
-        self.new_conversation()
+        self._open_store(info)
         return info
 
     def close(self) -> None:
         if self._decoder is not None:
             self._decoder.close()
         self._decoder = None
+        if self._store is not None:
+            self._store.close()
+        self._store = None
         self._video = self._plan = self._memory = None
         self._encode_seconds = 0.0
         self._recent_fps = 0.0
@@ -179,6 +213,107 @@ class Assistant:
             self._require_film()
             self._memory = FilmMemory(self.model.config.memory)
         return self._memory
+
+    # ------------------------------------------------------------------ persistence
+    def _open_store(self, info: VideoInfo) -> None:
+        """Fingerprint the film, restore its cached memory and its latest conversation."""
+        from moviechat_desktop.engine.chat_history import to_conversation
+        from moviechat_desktop.engine.film_store import FilmStore
+
+        self._store = FilmStore(info.path, keep_history=self.keep_history)
+        self._attach_cache()
+        self._conversation_id, records = self._store.latest_conversation()
+        self._conversation = to_conversation(records)
+
+    def _attach_cache(self) -> None:
+        from moviechat_desktop.engine.film_store import encoder_identity
+        from moviechat_desktop.engine.memory import FilmMemory
+
+        if not self.use_cache or self._store is None or self._plan is None:
+            return
+        try:
+            paths = self._resolve_paths()
+            identity, config = encoder_identity(paths, self.settings.model, self._model)
+        except (MovieChatError, OSError) as err:  # no weights yet: retried by load_model
+            log.debug("no memory cache before the model is available: %s", err)
+            return
+        entry = self._store.entry
+        if entry is not None and entry.key.model != identity:
+            # the model runs in another dtype than predicted: the restored tokens do not fit
+            log.info("memory cache switched to the loaded model's identity")
+            self._memory = None
+        if self._memory is None:
+            self._memory = FilmMemory(config.memory)
+        self._store.attach_cache(
+            identity, self.settings.sampling, self.settings.cache, self._plan, self._memory
+        )
+
+    def _recheck_cache(self) -> None:
+        """After loading the model: attach or correct the open film's cache entry."""
+        if self._store is not None:
+            self._attach_cache()
+
+    def _record(
+        self,
+        role: str,
+        text: str,
+        mode: str,
+        at_s: float | None,
+        settings: GenerationSettings | None = None,
+    ) -> None:
+        if self._store is not None and self._conversation_id is not None:
+            extra = None if settings is None else dataclasses.asdict(settings)
+            self._store.record(
+                self._conversation_id, role, text, mode=mode, at_s=at_s, settings=extra
+            )
+
+    @property
+    def film_id(self) -> str | None:
+        """The open film's content fingerprint (None when none is open or it is unreadable)."""
+        return None if self._store is None else self._store.film_id
+
+    @property
+    def cache_restored(self) -> int:
+        """How many fragments the last ``open`` (or model load) took from the cache."""
+        return 0 if self._store is None else self._store.restored
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self._conversation_id
+
+    def conversation_records(self, conversation_id: str | None = None) -> list[ChatRecord]:
+        """The messages of a conversation of the open film (default: the current one)."""
+        if self._store is None or self._store.history is None:
+            return []
+        return self._store.history.conversation(conversation_id or self._conversation_id or "")
+
+    def conversations(self) -> list[ConversationSummary]:
+        """The open film's conversations, oldest first (the current one once it has a message)."""
+        if self._store is None or self._store.history is None:
+            return []
+        return self._store.history.conversations()
+
+    def open_conversation(self, conversation_id: str) -> None:
+        """Continue an earlier conversation of the open film (its follow-ups build on it)."""
+        from moviechat_desktop.engine.chat_history import to_conversation
+
+        records = self.conversation_records(conversation_id)
+        if not records:
+            raise NotReady(f"no conversation {conversation_id!r} about this film")
+        self._conversation_id, self._conversation = conversation_id, to_conversation(records)
+
+    def export_markdown(self, conversation_id: str | None = None) -> str:
+        """A conversation of the open film as Markdown (default: the current one)."""
+        from moviechat_desktop.engine.chat_history import export_markdown
+
+        video, _ = self._require_film()
+        return export_markdown(self.conversation_records(conversation_id), video.path.name)
+
+    def clear_cache(self) -> ClearResult:
+        """Delete every cached memory no process is using (the open film's entry is kept)."""
+        from moviechat_desktop.engine.film_cache import FilmCache
+
+        return FilmCache.from_settings(self.settings.cache).clear()
 
     def _done_fragments(self) -> list[int]:
         return [] if self._memory is None else list(self._memory.fragment_indices())
@@ -229,6 +364,8 @@ class Assistant:
         memory.add_fragment(
             index, tokens, fragment.timestamps, start_s=fragment.start_s, end_s=fragment.end_s
         )
+        if self._store is not None:
+            self._store.save_fragment(memory, index)
         elapsed = time.perf_counter() - start
         self._encode_seconds += elapsed
         self._recent_fps = len(fragment.frame_indices) / elapsed if elapsed > 0 else 0.0
@@ -257,9 +394,12 @@ class Assistant:
 
     # ------------------------------------------------------------------ questions
     def new_conversation(self) -> None:
+        """Start a new conversation; earlier ones stay in the film's history."""
+        from moviechat_desktop.engine.chat_history import new_conversation_id
         from moviechat_desktop.engine.llm import Conversation
 
         self._conversation = Conversation()
+        self._conversation_id = new_conversation_id()
 
     @property
     def conversation(self) -> Conversation:
@@ -341,9 +481,12 @@ class Assistant:
         info_out.timings = timings
         self.last_answer = info_out
         generation = settings or self.generation_settings()
-        for chunk in model.stream_answer(visual, self.conversation, question, generation, cancel):
+        conversation = self.conversation
+        self._record("user", question, mode, at_s)
+        for chunk in model.stream_answer(visual, conversation, question, generation, cancel):
             if info_out.first_token_s is None:
                 info_out.first_token_s = time.perf_counter() - start
             info_out.chunks += 1
             yield chunk
         info_out.answer_s = time.perf_counter() - start
+        self._record("assistant", conversation.turns[-1].answer, mode, at_s, generation)

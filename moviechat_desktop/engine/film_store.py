@@ -1,0 +1,157 @@
+"""What is kept on disk for the film that is open: its memory cache entry and its chat history.
+
+The ``Assistant`` holds one ``FilmStore`` per open film. Disk trouble here (a full disk, a
+read-only cache dir) is logged and the film carries on without persistence: it never stops
+encoding or answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from moviechat_desktop.engine.chat_history import ChatHistory, ChatRecord, new_conversation_id
+from moviechat_desktop.engine.fingerprint import (
+    CacheKey,
+    file_fingerprint,
+    model_identity,
+    sampling_identity,
+)
+
+if TYPE_CHECKING:
+    from moviechat_desktop.engine.cache_entry import CacheEntry
+    from moviechat_desktop.engine.config import ModelConfig
+    from moviechat_desktop.engine.memory import FilmMemory
+    from moviechat_desktop.engine.model import MovieChatModel
+    from moviechat_desktop.engine.model_paths import ModelPaths
+    from moviechat_desktop.engine.sampling import SamplingPlan
+    from moviechat_desktop.engine.settings import CacheSettings, ModelSettings, SamplingSettings
+
+log = logging.getLogger(__name__)
+
+
+def encoder_identity(
+    paths: ModelPaths, settings: ModelSettings, model: MovieChatModel | None = None
+) -> tuple[dict[str, Any], ModelConfig]:
+    """The frame encoder's identity (``fingerprint.model_identity``) and the model config.
+
+    With ``model`` loaded, its own config and dtype; without, the config file's and the dtype
+    ``load_model`` will pick on this machine, so a film's cache is found before the (slow)
+    model load. ``OSError`` / ``MovieChatError`` when the weights are not there.
+    """
+    from moviechat_desktop.engine.config import ModelConfig
+
+    if model is not None:
+        config, dtype_name = model.config, str(model.dtype).removeprefix("torch.")
+    else:
+        from moviechat_desktop.engine.device import detect_device_choice
+
+        config = (
+            ModelConfig.real()
+            if paths.config is None
+            else ModelConfig.from_reference_json(paths.config)
+        )
+        choice = detect_device_choice(requested=settings.precision, device=settings.device)
+        dtype_name = choice.dtype_name
+    return model_identity(paths, config, dtype_name), config
+
+
+class FilmStore:
+    """The persistent side of one open film (see module docstring)."""
+
+    def __init__(self, path: Path, keep_history: bool = True) -> None:
+        self.film_name = Path(path).name
+        try:
+            self.film_id: str | None = file_fingerprint(path)
+        except OSError as err:
+            log.warning("cannot fingerprint %s (%s): nothing about it is kept", path, err)
+            self.film_id = None
+        self.entry: CacheEntry | None = None
+        self.restored = 0  # fragments the cache gave back
+        self.history = ChatHistory.for_film(self.film_id) if keep_history and self.film_id else None
+
+    # ------------------------------------------------------------------ memory cache
+    def attach_cache(
+        self,
+        model: dict[str, Any],
+        sampling: SamplingSettings,
+        cache_settings: CacheSettings,
+        plan: SamplingPlan,
+        memory: FilmMemory,
+    ) -> None:
+        """Open the cache entry for this film with ``model`` identity and restore ``memory``
+        from it (replacing what ``memory`` held only when the entry holds fragments)."""
+        from moviechat_desktop.engine.film_cache import FilmCache
+
+        if self.film_id is None:
+            return
+        key = CacheKey(self.film_id, model, sampling_identity(sampling))
+        if self.entry is not None:
+            if self.entry.key == key:
+                return
+            self.entry.close()
+            self.entry = None
+        try:
+            cache = FilmCache.from_settings(cache_settings)
+            entry = cache.open_entry(key, self.film_name, plan)
+            self.restored = len(entry.restore(memory))
+            cache.enforce_limit(protect=entry)
+        except OSError as err:
+            log.warning("the memory cache is unavailable (%s): this film is not kept", err)
+            return
+        self.entry = entry
+        if self.restored:
+            log.info("%s: %d fragments restored from the cache", self.film_name, self.restored)
+
+    def save_fragment(self, memory: FilmMemory, index: int) -> None:
+        if self.entry is None:
+            return
+        try:
+            self.entry.save_fragment(memory, index)
+        except OSError as err:
+            log.warning("cannot write the memory cache (%s): this film is no longer kept", err)
+            self.entry.close()
+            self.entry = None
+
+    # ------------------------------------------------------------------ chat history
+    def latest_conversation(self) -> tuple[str, list[ChatRecord]]:
+        """The id and messages of the film's latest conversation, or a new id and ``[]``."""
+        latest = None if self.history is None else self.history.latest_conversation_id()
+        if latest is None or self.history is None:
+            return new_conversation_id(), []
+        return latest, self.history.conversation(latest)
+
+    def record(
+        self,
+        conversation_id: str,
+        role: str,
+        text: str,
+        *,
+        mode: str,
+        at_s: float | None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one message to the film's history; a disk error is logged, not raised."""
+        if self.history is None:
+            return
+        record = ChatRecord(
+            conversation=conversation_id,
+            role=role,
+            text=text,
+            mode=mode,
+            at_s=at_s,
+            timestamp=time.time(),
+            film=self.film_name,
+            settings=settings,
+        )
+        try:
+            self.history.append(record)
+        except OSError as err:
+            log.warning("cannot save the chat history (%s): this message is not kept", err)
+
+    def close(self) -> None:
+        if self.entry is not None:
+            self.entry.close()
+        self.entry = None

@@ -1,0 +1,91 @@
+"""Helpers shared by the memory-cache and chat-history tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from moviechat_desktop.engine.assistant import Assistant
+from moviechat_desktop.engine.film_cache import FilmCache
+from moviechat_desktop.engine.llm import GenerationSettings
+from moviechat_desktop.engine.model import MovieChatModel
+from moviechat_desktop.engine.settings import AppSettings
+
+GREEDY = GenerationSettings(greedy=True, max_new_tokens=8)
+
+
+def small_settings(n_fragments: int = 8, plan: str = "fragments", limit_gb: float = 20.0):
+    """Defaults, with few fragments so a test encodes a clip in a fraction of a second."""
+    settings = AppSettings()
+    settings.sampling = dataclasses.replace(settings.sampling, n_fragments=n_fragments, plan=plan)
+    settings.cache = dataclasses.replace(settings.cache, limit_gb=limit_gb)
+    return settings
+
+
+class EncoderCounter:
+    """Counts the frames ``MovieChatModel.encode_frames`` is asked to encode (it still runs)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: list[int] = []
+        original = MovieChatModel.encode_frames
+
+        def counting(model, pixels, *args, **kwargs):
+            self.calls.append(int(pixels.shape[0]))
+            return original(model, pixels, *args, **kwargs)
+
+        monkeypatch.setattr(MovieChatModel, "encode_frames", counting)
+
+    @property
+    def frames(self) -> int:
+        return sum(self.calls)
+
+
+def memory_state(assistant: Assistant) -> dict:
+    """The open film's memory as ``FilmMemory.state_dict()`` (tensors + metadata)."""
+    assert assistant._memory is not None, "no memory"
+    return assistant._memory.state_dict()
+
+
+def assert_same_memory(expected: dict, actual: dict, indices=None) -> None:
+    """Bitwise equality of the fragments ``indices`` (default: all of ``expected``)."""
+    by_index = {e["index"]: e for e in actual["metadata"]["fragments"]}
+    wanted = [
+        e for e in expected["metadata"]["fragments"] if indices is None or e["index"] in indices
+    ]
+    assert wanted, "nothing to compare"
+    for entry in wanted:
+        i = entry["index"]
+        assert by_index.get(i) == entry, f"fragment {i} metadata differs"
+        for part in ("raw", "long"):
+            a, b = (
+                expected["tensors"][f"fragment.{i}.{part}"],
+                actual["tensors"][f"fragment.{i}.{part}"],
+            )
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert torch.equal(a, b), f"fragment {i} {part} tokens differ"
+    if indices is None:
+        assert len(actual["metadata"]["fragments"]) == len(wanted)
+
+
+def reference_memory(reference_dir: Path, clip: Path, settings: AppSettings) -> dict:
+    """The memory of ``clip`` encoded from scratch; nothing is read from or written to disk
+    (safe in module-scoped fixtures, which run outside the per-test dir isolation)."""
+    assistant = Assistant(
+        settings=settings, model_dir=reference_dir, use_cache=False, keep_history=False
+    )
+    assistant.open(clip)
+    assistant.encode()
+    state = memory_state(assistant)
+    assistant.close()
+    return state
+
+
+def cache_dirs() -> list[Path]:
+    """The live (not moved-aside) entries of the default cache, as directories."""
+    return [e.path for e in FilmCache().entries() if not e.corrupt]
+
+
+def corrupt_items() -> list[Path]:
+    return [e.path for e in FilmCache().entries() if e.corrupt]
