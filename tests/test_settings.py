@@ -1,6 +1,11 @@
 import dataclasses
 
-from moviechat_desktop.engine.settings import AppSettings, load_settings, save_settings, settings_path
+from moviechat_desktop.engine.settings import (
+    AppSettings,
+    load_settings,
+    save_settings,
+    settings_path,
+)
 
 
 def test_defaults_come_from_shipped_file():
