@@ -164,3 +164,32 @@ def make_video(tmp_path_factory):
         return path
 
     return make
+
+
+# --------------------------------------------------------------------------- fake hub
+@pytest.fixture
+def fake_hub():
+    """A hub/file server on 127.0.0.1 (tests/test_weights_fakehub.py), stopped after the test."""
+    from test_weights_fakehub import serve
+
+    with serve() as hub:
+        yield hub
+
+
+@pytest.fixture
+def online(monkeypatch, fake_hub):
+    """HF_ENDPOINT pointed at the fake hub, offline mode off."""
+    from test_weights_fakehub import go_online
+
+    return go_online(monkeypatch, fake_hub)
+
+
+@pytest.fixture
+def tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch):
+    """A weights manifest whose parts are the tiny reference checkpoints on the fake hub."""
+    from test_weights_fakehub import use_tiny_manifest
+
+    from moviechat_desktop.engine.weights import load_manifest
+
+    use_tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch)
+    return load_manifest()

@@ -5,28 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_weights_fakehub import go_online, serve, use_tiny_manifest
 
 from moviechat_desktop.cli import main
-from moviechat_desktop.engine.weights import load_manifest, resolve_model_paths
+from moviechat_desktop.engine.weights import resolve_model_paths
 from moviechat_desktop.engine.weights.store import hub_cache_dir, weights_dir
-
-
-@pytest.fixture
-def fake_hub():
-    with serve() as hub:
-        yield hub
-
-
-@pytest.fixture
-def online(monkeypatch, fake_hub):
-    return go_online(monkeypatch, fake_hub)
-
-
-@pytest.fixture
-def tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch):
-    use_tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch)
-    return load_manifest()
 
 
 def run(capsys, *argv):

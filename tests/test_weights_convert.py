@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_weights_fakehub import go_online, serve, write_tiny_manifest
+from test_weights_fakehub import write_tiny_manifest
 
 from moviechat_desktop.engine.errors import UnsafeCheckpoint
 from moviechat_desktop.engine.weights import (
@@ -21,17 +21,6 @@ from moviechat_desktop.engine.weights.store import weights_dir
 from moviechat_desktop.engine.weights.verify import safetensors_shapes
 
 TINY = ("tiny_eva_vit.pth", "tiny_blip2_qformer.pth", "tiny_videollama.pth")
-
-
-@pytest.fixture
-def fake_hub():
-    with serve() as hub:
-        yield hub
-
-
-@pytest.fixture
-def online(monkeypatch, fake_hub):
-    return go_online(monkeypatch, fake_hub)
 
 
 @pytest.mark.parametrize("name", TINY)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from test_weights_fakehub import go_online, serve, use_tiny_manifest
 
 from moviechat_desktop.engine.weights import load_manifest
 from moviechat_desktop.engine.weights.http_download import part_path_for
@@ -12,23 +11,6 @@ from moviechat_desktop.ui.weights_dialog import SCALE, WeightsDialog
 from moviechat_desktop.workers.download_worker import DownloadWorker
 
 WAIT_MS = 60_000
-
-
-@pytest.fixture
-def fake_hub():
-    with serve() as hub:
-        yield hub
-
-
-@pytest.fixture
-def online(monkeypatch, fake_hub):
-    return go_online(monkeypatch, fake_hub)
-
-
-@pytest.fixture
-def tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch):
-    use_tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch)
-    return load_manifest()
 
 
 @pytest.fixture

@@ -8,37 +8,19 @@ import json
 
 import pytest
 import torch
-from test_weights_fakehub import LLAMA_REPO, VIDEO_REPO, go_online, serve, use_tiny_manifest
+from test_weights_fakehub import LLAMA_REPO, VIDEO_REPO
 
 from moviechat_desktop.engine.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.errors import Cancelled, DownloadError, WeightsCorrupt, WeightsMissing
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.weights import (
     download_weights,
-    load_manifest,
     resolve_model_paths,
     weights_status,
 )
 from moviechat_desktop.engine.weights import hub as hub_mod
 from moviechat_desktop.engine.weights.http_download import http_download, part_path_for
 from moviechat_desktop.engine.weights.store import installed_record_path, weights_dir
-
-
-@pytest.fixture
-def fake_hub():
-    with serve() as hub:
-        yield hub
-
-
-@pytest.fixture
-def online(monkeypatch, fake_hub):
-    return go_online(monkeypatch, fake_hub)
-
-
-@pytest.fixture
-def tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch):
-    use_tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch)
-    return load_manifest()
 
 
 def _sha(path) -> str:

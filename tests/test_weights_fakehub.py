@@ -229,17 +229,6 @@ def use_tiny_manifest(
     return path
 
 
-@pytest.fixture
-def fake_hub():
-    with serve() as hub:
-        yield hub
-
-
-@pytest.fixture
-def online(monkeypatch, fake_hub):
-    return go_online(monkeypatch, fake_hub)
-
-
 def tiny_parts(reference_dir: Path) -> dict[str, bytes]:
     return {
         name: (reference_dir / name).read_bytes()

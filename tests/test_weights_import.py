@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import torch
-from test_weights_fakehub import serve, use_tiny_manifest
 
 from moviechat_desktop.engine.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsCorrupt, WeightsMissing
@@ -15,23 +14,10 @@ from moviechat_desktop.engine.settings import user_config_dir
 from moviechat_desktop.engine.weights import (
     forget_imports,
     import_weights,
-    load_manifest,
     resolve_model_paths,
     weights_status,
 )
 from moviechat_desktop.engine.weights.store import imported_dir
-
-
-@pytest.fixture
-def fake_hub():
-    with serve() as hub:
-        yield hub
-
-
-@pytest.fixture
-def tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch):
-    use_tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch)
-    return load_manifest()
 
 
 def test_import_the_reference_directory(tiny_manifest, reference_dir):

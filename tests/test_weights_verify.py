@@ -5,35 +5,17 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from test_weights_fakehub import VIDEO_REPO, go_online, serve, use_tiny_manifest
+from test_weights_fakehub import VIDEO_REPO
 
 from moviechat_desktop.engine.errors import WeightsMissing
 from moviechat_desktop.engine.weights import (
     download_weights,
     import_weights,
-    load_manifest,
     resolve_model_paths,
     verify_weights,
     weights_status,
 )
 from moviechat_desktop.engine.weights import hub as hub_mod
-
-
-@pytest.fixture
-def fake_hub():
-    with serve() as hub:
-        yield hub
-
-
-@pytest.fixture
-def online(monkeypatch, fake_hub):
-    return go_online(monkeypatch, fake_hub)
-
-
-@pytest.fixture
-def tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch):
-    use_tiny_manifest(tmp_path, fake_hub, reference_dir, monkeypatch)
-    return load_manifest()
 
 
 def _flip_a_byte_at_the_end(path):
