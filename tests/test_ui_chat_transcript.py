@@ -136,3 +136,33 @@ def test_history_survives_a_damaged_file(tmp_path, content):
     assert h.recent() == []
     h.add_recent(tmp_path / "x.mp4")
     assert json.loads(path.read_text())["recent"] == [str(tmp_path / "x.mp4")]
+
+
+def test_saved_messages_become_entries_and_an_unanswered_question_says_so():
+    from moviechat_desktop.engine.chat_history import ChatRecord
+    from moviechat_desktop.ui.chat_transcript import DONE, STOPPED, entries_from_records
+
+    def record(role, text, mode="global", at_s=None, t=1_700_000_000.0):
+        return ChatRecord("c1", role, text, mode, at_s, t)
+
+    records = [
+        record("user", "Who is there?"),
+        record("assistant", "A rabbit."),
+        record("user", "What now?", "breakpoint", 72.5),  # stopped: no answer saved
+        record("user", "And later?", "breakpoint", 90.0),
+        record("assistant", "He walks away at 01:35."),
+        record("assistant", "a stray answer with no question before it"),
+    ]
+    entries = entries_from_records(records)
+    assert [(e.question, e.mode, e.at_s, e.answer, e.state) for e in entries] == [
+        ("Who is there?", "global", None, "A rabbit.", DONE),
+        ("What now?", "breakpoint", 72.5, "", STOPPED),
+        ("And later?", "breakpoint", 90.0, "He walks away at 01:35.", DONE),
+    ]
+    assert all(e.restored for e in entries)
+    assert entries[1].note == "no answer was saved"
+    transcript = ChatTranscript()
+    live = transcript.add("Asked just now?")
+    transcript.restore(entries)
+    assert transcript.entries == [*entries, live]
+    assert "> What now?\n\n*(no answer was saved)*" in transcript.to_markdown()

@@ -26,6 +26,8 @@ class Recorder:
         "answer_stopped",
         "answer_failed",
         "errored",
+        "conversation_loaded",
+        "cache_cleared",
     )
 
     def __init__(self, worker):
@@ -258,3 +260,58 @@ def test_progress_throttle_holds_back_and_flushes_the_latest():
     throttle.flush()
     assert sent == [1, 3]  # nothing left to flush
     assert throttle.report(4, force=True) and sent == [1, 3, 4]
+
+
+def test_the_saved_conversation_follows_open_new_and_each_answer(qtbot, make_worker, bikes_mp4):
+    worker = make_worker()
+    opened(qtbot, worker, bikes_mp4)
+    qtbot.waitUntil(lambda: worker.rec.has("conversation_loaded"), timeout=5000)
+    (view,) = worker.rec.named("conversation_loaded")[0]
+    assert (view.film_path, view.reason, view.records, view.conversations) == (
+        str(bikes_mp4),
+        "opened",
+        (),
+        (),
+    )
+    qtbot.waitUntil(lambda: worker.fake.done > 0, timeout=5000)
+    worker.ask(1, "first", "global", None)
+    qtbot.waitUntil(lambda: worker.rec.has("answer_finished", 1), timeout=5000)
+    qtbot.waitUntil(lambda: len(worker.rec.named("conversation_loaded")) == 2, timeout=5000)
+    (updated,) = worker.rec.named("conversation_loaded")[1]
+    assert updated.reason == "updated" and updated.records == ()  # only the list changed
+    assert [(c.title, c.messages) for c in updated.conversations] == [("first", 2)]
+    worker.new_conversation()
+    qtbot.waitUntil(lambda: len(worker.rec.named("conversation_loaded")) == 3, timeout=5000)
+    (new,) = worker.rec.named("conversation_loaded")[2]
+    assert new.reason == "new" and new.conversation_id != view.conversation_id
+    worker.open_conversation(view.conversation_id)
+    qtbot.waitUntil(lambda: len(worker.rec.named("conversation_loaded")) == 4, timeout=5000)
+    (switched,) = worker.rec.named("conversation_loaded")[3]
+    assert switched.reason == "switched" and switched.conversation_id == view.conversation_id
+    assert [r.role for r in switched.records] == ["user", "assistant"]
+    worker.open_conversation("no-such-id")
+    qtbot.waitUntil(lambda: worker.rec.has("errored"), timeout=5000)
+    (report,) = worker.rec.named("errored")[0]
+    assert "no conversation 'no-such-id'" in report.message
+    assert worker.rec.off_thread == 0
+
+
+def test_an_unreadable_history_does_not_stop_the_film(qtbot, make_worker, bikes_mp4, caplog):
+    worker = make_worker()
+
+    def broken(conversation_id=None):
+        raise PermissionError("chat file unreadable")
+
+    worker.fake.conversation_records = broken
+    opened(qtbot, worker, bikes_mp4)
+    qtbot.waitUntil(lambda: worker.fake.done == worker.fake.fragments, timeout=5000)
+    assert not worker.rec.has("conversation_loaded") and not worker.rec.has("errored")
+    assert "reading the chat history failed" in caplog.text
+
+
+def test_clear_cache_runs_on_the_worker(qtbot, make_worker):
+    worker = make_worker()
+    with qtbot.waitSignal(worker.cache_cleared, timeout=5000) as blocker:
+        worker.clear_cache()
+    assert blocker.args[0].removed == 2 and worker.fake.cleared == 1
+    assert worker.fake.thread_ids and threading.get_ident() not in worker.fake.thread_ids

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from moviechat_desktop.engine.assistant import EncodeStatus
+from moviechat_desktop.engine.chat_history import ChatHistory, ChatRecord, new_conversation_id
 from moviechat_desktop.engine.errors import NotReady, VideoError, WeightsMissing
+from moviechat_desktop.engine.film_cache import ClearResult
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings
 
@@ -42,7 +44,9 @@ class FakeAssistant:
     fragments; answers are ``answer`` word by word (each word ``chunk_s`` apart), prefixed by
     the question so a test can tell answers apart. ``gate`` (a threading.Event), when given,
     holds each encoding step until set, so a test can freeze the encoder; ``fail_at`` makes
-    the step after that many fragments raise ``fail_with``.
+    the step after that many fragments raise ``fail_with``. ``history`` (a dict shared by
+    several fakes, "film path → ChatRecord list") plays the chat history on disk, so a test can
+    reopen a film in a new window and see its conversation.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class FakeAssistant:
         gate: threading.Event | None = None,
         fail_at: int | None = None,
         fail_with: BaseException | None = None,
+        history: dict[str, list[ChatRecord]] | None = None,
     ) -> None:
         self.settings = settings or test_settings()
         self.fragments = fragments
@@ -78,6 +83,9 @@ class FakeAssistant:
         self.concurrent = 0
         self.max_concurrent = 0
         self.thread_ids: set[int] = set()
+        self.history = {} if history is None else history
+        self.conversation_id: str | None = None
+        self.cleared = 0
 
     def _touch(self) -> None:
         self.thread_ids.add(threading.get_ident())
@@ -95,6 +103,8 @@ class FakeAssistant:
         info = probe(path)
         self.path, self.duration_s, self.done = str(path), info.duration_s, 0
         self.conversation.clear()
+        saved = self.history.get(self.path, [])
+        self.conversation_id = saved[-1].conversation if saved else new_conversation_id()
         return info
 
     def close(self) -> None:
@@ -136,6 +146,31 @@ class FakeAssistant:
 
     def new_conversation(self) -> None:
         self.conversation.clear()
+        self.conversation_id = new_conversation_id()
+
+    # the chat history, kept in ``self.history`` instead of on disk
+    def _record(self, role: str, text: str, mode: str, at_s: float | None) -> None:
+        record = ChatRecord(self.conversation_id, role, text, mode, at_s, time.time(), "fake")
+        self.history.setdefault(self.path, []).append(record)
+
+    def conversation_records(self, conversation_id: str | None = None) -> list[ChatRecord]:
+        wanted = conversation_id or self.conversation_id
+        return [r for r in self.history.get(self.path or "", []) if r.conversation == wanted]
+
+    def conversations(self):
+        history = ChatHistory(Path("unused"))
+        history.records = lambda: list(self.history.get(self.path or "", []))
+        return history.conversations()
+
+    def open_conversation(self, conversation_id: str) -> None:
+        if not self.conversation_records(conversation_id):
+            raise NotReady(f"no conversation {conversation_id!r} about this film")
+        self.conversation_id = conversation_id
+
+    def clear_cache(self) -> ClearResult:
+        self._touch()
+        self.cleared += 1
+        return ClearResult(removed=2, freed_bytes=3_500_000, kept_in_use=1)
 
     def ask(self, question, mode="global", at_s=None, settings=None, cancel=None) -> Iterator[str]:
         self._touch()
@@ -149,6 +184,7 @@ class FakeAssistant:
             if not self.covers(at_s):
                 raise NotReady("not watched that far yet")
         self.asked.append((question, mode, at_s))
+        self._record("user", question, mode, at_s)
         return self._stream(question, mode, at_s, cancel)
 
     def _stream(self, question, mode, at_s, cancel) -> Iterator[str]:
@@ -165,6 +201,7 @@ class FakeAssistant:
                 text += chunk
                 yield chunk
             self.conversation.append((question, mode, at_s, text))
+            self._record("assistant", text, mode, at_s)
         finally:
             self.concurrent -= 1
             self.generating.clear()

@@ -1,5 +1,9 @@
 """Connects the ``ChatPanel`` to the ``ModelWorker``: each question is one coroutine.
 
+The worker also sends the film's saved conversation (``ConversationView``) when a film is
+opened, a conversation started or chosen, and after each answer; the controller shows it and
+keeps the list of the film's conversations for the Assistant menu.
+
 A question is sent to the worker (which answers one at a time, in order) and then followed
 with ``async for`` over its answer events on the app's qasync loop: queued → waiting for the
 encoder (breakpoint beyond what is watched) → streamed chunks → finished / stopped / failed.
@@ -23,10 +27,11 @@ from moviechat_desktop.ui.chat_transcript import (
     STOPPED,
     WAITING,
     ChatEntry,
+    entries_from_records,
 )
 from moviechat_desktop.workers import answer_stream as ev
 from moviechat_desktop.workers.answer_stream import AnswerStreams
-from moviechat_desktop.workers.messages import ErrorReport
+from moviechat_desktop.workers.messages import ConversationView, ErrorReport
 from moviechat_desktop.workers.model_worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -63,9 +68,13 @@ class ChatController(QObject):
         self.streams = AnswerStreams(worker, self)
         self._tasks: set[asyncio.Task] = set()
         self._status: Any = None
+        self._film: str | None = None
+        self.conversation_id: str | None = None
+        self.conversations: tuple = ()  # ConversationSummary of the open film, oldest first
         panel.question_submitted.connect(self.ask)
         panel.stop_requested.connect(self.stop_current)
         worker.encoding_progressed.connect(self.on_encoding_progressed)
+        worker.conversation_loaded.connect(self.on_conversation_loaded)
 
     # ------------------------------------------------------------------ questions
     def ask(self, entry: ChatEntry) -> None:
@@ -132,12 +141,32 @@ class ChatController(QObject):
         self.worker.new_conversation()
         self.panel.clear()
 
-    def film_changed(self) -> None:
-        """A new film: its conversation starts empty (the worker drops old questions)."""
+    def open_conversation(self, conversation_id: str) -> None:
+        """Show and continue an earlier conversation about the film (answers being written
+        are stopped, as for a new conversation)."""
+        if conversation_id == self.conversation_id:
+            return
+        self.stop_all()
+        self.worker.open_conversation(conversation_id)
+        self.panel.clear()
+
+    def film_changed(self, path: str | None = None) -> None:
+        """A new film: the chat empties until the worker sends the film's saved conversation
+        (the worker drops the old film's questions)."""
         self._status = None
+        self._film = path
+        self.conversation_id, self.conversations = None, ()
         for entry in self.transcript_pending():
             entry.state, entry.note = STOPPED, "the film was closed"
         self.panel.clear()
+
+    def on_conversation_loaded(self, view: ConversationView) -> None:
+        if view.film_path != self._film:
+            return  # about a film closed since
+        self.conversation_id, self.conversations = view.conversation_id, view.conversations
+        if view.reason in ("opened", "new", "switched"):
+            self.panel.transcript.restore(entries_from_records(view.records))
+            self.panel.render_now()
 
     @property
     def busy(self) -> bool:

@@ -41,6 +41,7 @@ class ChatPanel(QWidget):
     seek_requested = Signal(float)
     weights_requested = Signal()
     export_requested = Signal()
+    new_conversation_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -87,12 +88,15 @@ class ChatPanel(QWidget):
         self.copy_button.clicked.connect(self.copy_to_clipboard)
         self.export_button = QPushButton("Export…", self)
         self.export_button.clicked.connect(self.export_requested)
+        self.new_button = QPushButton("New chat", self)
+        self.new_button.setToolTip("Start a new conversation (earlier ones stay in the menu)")
+        self.new_button.clicked.connect(self.new_conversation_requested)
 
         mode_row = QHBoxLayout()
         mode_row.addWidget(QLabel("Ask about:", self))
         mode_row.addWidget(self.mode_box, 1)
         buttons = QHBoxLayout()
-        for button in (self.copy_button, self.export_button):
+        for button in (self.new_button, self.copy_button, self.export_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.stop_button)

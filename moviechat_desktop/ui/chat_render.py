@@ -103,7 +103,7 @@ def _answer_html(entry: ChatEntry, duration_s: float | None, behind_another: boo
     elif entry.state == ANSWERING:
         body = (body or f'<i style="color:{_NOTE_COLOUR}">thinking…</i>') + " ▍"
     elif entry.state == STOPPED:
-        body += f' <i style="color:{_NOTE_COLOUR}">(stopped)</i>'
+        body += f' <i style="color:{_NOTE_COLOUR}">({note or "stopped"})</i>'
     elif entry.state == FAILED:
         body = f'<span style="color:{_ERROR_COLOUR}">{note or "no answer"}</span>'
     elif entry.note:
@@ -119,6 +119,12 @@ def render_transcript(
     entries: list[ChatEntry], *, hours: bool = False, duration_s: float | None = None
 ) -> str:
     parts = []
+    if entries and entries[0].restored:
+        started = entries[0].asked_at.strftime("%Y-%m-%d %H:%M")
+        parts.append(
+            f'<p style="color:{_NOTE_COLOUR}; font-size:small" align="center">'
+            f"Saved conversation, started {started} · New chat starts afresh</p>"
+        )
     for index, entry in enumerate(entries):
         behind = any(not e.finished for e in entries[:index])
         parts.append(render_entry(entry, hours=hours, duration_s=duration_s, behind_another=behind))

@@ -11,8 +11,12 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moviechat_desktop.timefmt import format_time
+
+if TYPE_CHECKING:
+    from moviechat_desktop.engine.chat_history import ChatRecord
 
 GLOBAL = "global"
 BREAKPOINT = "breakpoint"
@@ -47,6 +51,7 @@ class ChatEntry:
     note: str = ""  # a status line: why it waits, the error message, "stopped"
     asked_at: datetime = field(default_factory=datetime.now)
     id: int = field(default_factory=lambda: next(_ids))
+    restored: bool = False  # read back from the film's chat history, not asked this session
 
     @property
     def finished(self) -> bool:
@@ -81,6 +86,11 @@ class ChatTranscript:
     def clear(self) -> None:
         self.entries.clear()
 
+    def restore(self, entries: list[ChatEntry]) -> None:
+        """Show a saved conversation: ``entries`` first, then the questions still waiting
+        for an answer (finished ones of this session are part of the saved conversation)."""
+        self.entries = [*entries, *self.pending()]
+
     def to_markdown(self, film: str | Path | None = None, *, hours: bool = False) -> str:
         """The conversation as Markdown: a heading, then each question (with its mode and
         time) and its answer. Unfinished answers are marked as such."""
@@ -96,12 +106,37 @@ class ChatTranscript:
             if entry.state == FAILED:
                 lines += [f"*No answer: {entry.note}*", ""]
             elif entry.state == STOPPED:
-                lines += [answer + " *(stopped)*" if answer else "*(stopped)*", ""]
+                mark = f"*({entry.note or 'stopped'})*"
+                lines += [f"{answer} {mark}" if answer else mark, ""]
             elif entry.state != DONE:
                 lines += [(answer + " " if answer else "") + "*(not answered yet)*", ""]
             else:
                 lines += [answer, ""]
         return "\n".join(lines).rstrip() + "\n"
+
+
+def entries_from_records(records: list[ChatRecord] | tuple[ChatRecord, ...]) -> list[ChatEntry]:
+    """Saved messages → chat entries: each question with the answer that follows it; a
+    question whose answer was never saved (stopped, failed, a crash) shows as such."""
+    entries: list[ChatEntry] = []
+    current: ChatEntry | None = None
+    for record in records:
+        if record.role == "user":
+            at_s = record.at_s if record.mode == BREAKPOINT else None
+            current = ChatEntry(
+                record.text,
+                record.mode,
+                at_s,
+                state=STOPPED,
+                note="no answer was saved",
+                asked_at=datetime.fromtimestamp(record.timestamp),
+                restored=True,
+            )
+            entries.append(current)
+        elif current is not None:
+            current.answer, current.state, current.note = record.text, DONE, ""
+            current = None
+    return entries
 
 
 def _quote(text: str) -> str:

@@ -1,4 +1,5 @@
-"""The main window's dialogs: file choosers, weights, settings, export, about.
+"""The main window's dialogs: file choosers, weights, settings, export, clearing the memory
+cache, about.
 
 File choosers use Qt's static helpers (tests monkeypatch ``QFileDialog``); the other
 dialogs are opened non-blocking with ``open()`` and report back through ``finished``.
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import platformdirs
-from PySide6.QtWidgets import QDialog, QFileDialog
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox
 
 from moviechat_desktop import __version__
 from moviechat_desktop.ui.error_display import show_notice
@@ -118,6 +120,40 @@ def export_chat(window: MainWindow) -> Path | None:
         return None
     window.statusBar().showMessage(f"Chat exported to {target}", 4000)
     return target
+
+
+def confirm_clear_cache(window: MainWindow) -> QMessageBox:
+    """Ask before deleting the cached memories; Yes asks the model worker to clear them."""
+    box = QMessageBox(
+        QMessageBox.Icon.Question,
+        "Clear the memory cache",
+        "Forget what the assistant has watched of every film?\n\n"
+        "Films are watched again the next time they are opened. The film playing now keeps "
+        "its memory, and conversations are not deleted.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+        window,
+    )
+    box.setObjectName("ClearCacheBox")
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.finished.connect(
+        lambda result: (
+            window.worker.clear_cache() if result == QMessageBox.StandardButton.Yes else None
+        )
+    )
+    box.open()
+    return box
+
+
+def describe_cleared(result) -> str:
+    """``ClearResult`` → the status bar's sentence."""
+    freed = result.freed_bytes / 1e6
+    size = f"{freed / 1000:.2f} GB" if freed >= 1000 else f"{freed:.1f} MB"
+    films = "1 film" if result.removed == 1 else f"{result.removed} films"
+    text = f"Memory cache cleared: {films} forgotten, {size} freed"
+    if result.kept_in_use:
+        text += f"; {result.kept_in_use} in use kept"
+    return text + "."
 
 
 def show_about(window: MainWindow) -> None:

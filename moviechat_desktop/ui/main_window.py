@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         c.seek_requested.connect(p.seek)
         c.weights_requested.connect(self.open_weights_dialog)
         c.export_requested.connect(self.export_chat)
+        c.new_conversation_requested.connect(self.new_conversation)
         self.controller.answer_failed.connect(lambda r: c.show_weights_notice(r.message))
         w.model_loading_started.connect(self.status.model_loading)
         w.model_loaded.connect(self.status.model_ready)
@@ -145,6 +146,9 @@ class MainWindow(QMainWindow):
         w.encoding_progressed.connect(self._encoding_progressed)
         w.film_opened.connect(lambda _path, status: self._encoding_progressed(status))
         w.errored.connect(self.show_error)
+        w.cache_cleared.connect(
+            lambda result: self.statusBar().showMessage(dialogs.describe_cleared(result), 8000)
+        )
 
     # ------------------------------------------------------------------ opening films
     def open_file(self, path: str | Path) -> None:
@@ -165,7 +169,7 @@ class MainWindow(QMainWindow):
         self.statusBar().clearMessage()
         self._remember_position()
         self.film_path, self.film_info = path, info
-        self.controller.film_changed()
+        self.controller.film_changed(path)
         self.player.load(path)
         self.transport.set_covered((), 0.0)
         self.worker.open_film(path)
@@ -270,6 +274,12 @@ class MainWindow(QMainWindow):
 
     def new_conversation(self) -> None:
         self.controller.new_conversation()
+
+    def open_conversation(self, conversation_id: str) -> None:
+        self.controller.open_conversation(conversation_id)
+
+    def clear_cache(self) -> QWidget:
+        return dialogs.confirm_clear_cache(self)
 
     def export_chat(self) -> Path | None:
         return dialogs.export_chat(self)

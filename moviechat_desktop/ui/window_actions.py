@@ -9,6 +9,7 @@ video or its controls, and never while typing in the chat. File and Assistant ac
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,11 +80,15 @@ class WindowActions:
         self._global(assistant, "&Weights…", w.open_weights_dialog)
         self._global(assistant, "&Settings…", w.open_settings_dialog)
         assistant.addSeparator()
-        self._global(assistant, "&New conversation", w.new_conversation)
+        self._global(assistant, "&New conversation", w.new_conversation, "Ctrl+Shift+N")
+        self.conversations_menu = assistant.addMenu("&Conversations")
+        self.conversations_menu.aboutToShow.connect(self.fill_conversations_menu)
         self._global(assistant, "&Export chat…", w.export_chat, "Ctrl+E")
         self.show_chat = self._global(assistant, "Show &chat", w.set_chat_visible, "Ctrl+J")
         self.show_chat.setCheckable(True)
         self.show_chat.setChecked(True)
+        assistant.addSeparator()
+        self._global(assistant, "C&lear memory cache…", w.clear_cache)
 
         help_menu = menu_bar.addMenu("&Help")
         self._global(help_menu, "&About MovieChat Desktop", w.show_about)
@@ -108,6 +113,27 @@ class WindowActions:
         self.window.player_pane.addAction(action)
         self.player_actions.append(action)
         return action
+
+    def fill_conversations_menu(self) -> None:
+        """The open film's saved conversations, newest first; the current one is checked."""
+        menu = self.conversations_menu
+        menu.clear()
+        controller = self.window.controller
+        if self.window.film_path is None:
+            menu.addAction("(open a film first)").setEnabled(False)
+            return
+        summaries = sorted(controller.conversations, key=lambda c: c.started, reverse=True)
+        for summary in summaries:
+            started = datetime.fromtimestamp(summary.started).strftime("%Y-%m-%d %H:%M")
+            title = summary.title or "(no question)"
+            action = menu.addAction(f"{started} — {title} ({summary.messages} messages)")
+            action.setCheckable(True)
+            action.setChecked(summary.id == controller.conversation_id)
+            action.triggered.connect(
+                lambda _checked=False, cid=summary.id: self.window.open_conversation(cid)
+            )
+        if not summaries:
+            menu.addAction("(no saved conversations about this film)").setEnabled(False)
 
     def fill_recent_menu(self) -> None:
         menu = self.recent_menu

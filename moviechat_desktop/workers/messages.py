@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from moviechat_desktop.engine.chat_history import ChatRecord, ConversationSummary
 from moviechat_desktop.engine.errors import (
     Busy,
     Cancelled,
@@ -72,3 +73,19 @@ class ErrorReport:
     @classmethod
     def simple(cls, title: str, message: str, kind: str = "Notice") -> ErrorReport:
         return cls(kind=kind, title=title, message=message)
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """The open film's current conversation and the list of its conversations.
+
+    ``reason`` says why it was sent: "opened" (the user opened the film), "reopened" (new
+    settings reopened it: the chat on screen is already right), "new", "switched" (another
+    conversation was chosen) or "updated" (an answer was saved: only the list changed).
+    """
+
+    film_path: str
+    conversation_id: str | None
+    records: tuple[ChatRecord, ...]
+    conversations: tuple[ConversationSummary, ...]
+    reason: str

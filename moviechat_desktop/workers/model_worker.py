@@ -3,7 +3,8 @@
 Everything that touches the model and the film's memory happens on this thread, so encoding
 and answering never race (Anki's rule). Priorities, highest first:
 
-1. control commands (load the model, open/close a film, new conversation, new settings);
+1. control commands (load the model, open/close a film, new or earlier conversation, new
+   settings, clearing the memory cache);
 2. the question at the head of the line (FIFO: one answer at a time, never two);
 3. one encoding step of the current film, when nothing above is waiting.
 
@@ -29,7 +30,7 @@ from PySide6.QtCore import QThread, Signal
 
 from moviechat_desktop.engine.errors import Cancelled, MovieChatError, NotReady, WeightsMissing
 from moviechat_desktop.engine.progress import CancelToken
-from moviechat_desktop.workers.messages import ErrorReport
+from moviechat_desktop.workers.messages import ConversationView, ErrorReport
 from moviechat_desktop.workers.throttle import ProgressThrottle
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class ModelWorker(QThread):
     answer_stopped = Signal(int)
     answer_failed = Signal(int, object)  # request id, ErrorReport
     errored = Signal(object)  # ErrorReport: opening or encoding failed
+    conversation_loaded = Signal(object)  # ConversationView (restored, new, switched, updated)
+    cache_cleared = Signal(object)  # ClearResult
 
     def __init__(self, assistant_factory: AssistantFactory, parent=None) -> None:
         super().__init__(parent)
@@ -95,6 +98,14 @@ class ModelWorker(QThread):
 
     def new_conversation(self) -> None:
         self._post("new_conversation", ())
+
+    def open_conversation(self, conversation_id: str) -> None:
+        """Continue an earlier conversation of the open film."""
+        self._post("open_conversation", (conversation_id,))
+
+    def clear_cache(self) -> None:
+        """Delete the memory cache of every film not in use (the open one is kept)."""
+        self._post("clear_cache", ())
 
     def replace_assistant(self, factory: AssistantFactory) -> None:
         """New settings: build a new Assistant, reload the model, reopen the current film."""
@@ -188,6 +199,14 @@ class ModelWorker(QThread):
         elif command == "new_conversation":
             if self._assistant is not None:
                 self._assistant.new_conversation()
+                self._report_conversation("new")
+        elif command == "open_conversation":
+            if self._assistant is not None and self._film_path is not None:
+                self._assistant.open_conversation(args[0])
+                self._report_conversation("switched")
+        elif command == "clear_cache":
+            if self._assistant is not None:
+                self.cache_cleared.emit(self._assistant.clear_cache())
         elif command == "settings":
             if self._assistant is not None:
                 self._assistant.settings = args[0]
@@ -198,7 +217,7 @@ class ModelWorker(QThread):
             self._assistant = args[0]()
             self._load_model()
             if path is not None:
-                self._open(path)
+                self._open(path, reason="reopened")
 
     def _load_model(self) -> None:
         if self._assistant is None:
@@ -214,7 +233,7 @@ class ModelWorker(QThread):
             return
         self.model_loaded.emit(self._assistant.device_label)
 
-    def _open(self, path: str) -> None:
+    def _open(self, path: str, reason: str = "opened") -> None:
         self._close_film()
         with self._cond:
             self._film_cancel = CancelToken()
@@ -228,7 +247,23 @@ class ModelWorker(QThread):
         self._film_path = path
         status = self._assistant.status()
         self.film_opened.emit(path, status)
+        self._report_conversation(reason)
         self._progress.report(status, force=True)
+
+    def _report_conversation(self, reason: str) -> None:
+        """Send the open film's conversation (its messages unless ``reason`` is "updated")
+        and the list of its conversations; a history that cannot be read is logged."""
+        a = self._assistant
+        if a is None or self._film_path is None:
+            return
+        try:
+            records = () if reason == "updated" else tuple(a.conversation_records())
+            listed = tuple(a.conversations())
+        except Exception:  # the chat must never stop the player or the encoder
+            log.exception("reading the chat history failed")
+            return
+        view = ConversationView(self._film_path, a.conversation_id, records, listed, reason)
+        self.conversation_loaded.emit(view)
 
     def _close_film(self) -> None:
         self._film_path = None
@@ -298,6 +333,7 @@ class ModelWorker(QThread):
             self.answer_stopped.emit(question.request_id)
         else:
             self.answer_finished.emit(question.request_id)
+            self._report_conversation("updated")
 
     def _readiness_problem(self, question: Question) -> MovieChatError | None:
         """Why ``question`` can never be answered as things stand (None: it can, or will)."""
