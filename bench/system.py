@@ -194,6 +194,7 @@ def machine_info() -> dict:
         "cores": _usable_cores(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "ram_gb": round(mem_kb * 1024 / 1e9, 1) if mem_kb else None,
         "cuda": cuda,
         "libraries": libraries,

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from moviechat_desktop import __version__
+from moviechat_desktop.runtime_env import prefer_passive_openmp
 
 SUBCOMMANDS = ("ask", "encode", "weights", "cache")
 
@@ -62,6 +63,7 @@ def _command_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prefer_passive_openmp()  # before anything imports torch
     args_list = list(sys.argv[1:] if argv is None else argv)
     command_mode = bool(args_list) and args_list[0] in SUBCOMMANDS
     if not command_mode and any(a in SUBCOMMANDS for a in args_list[:2]):

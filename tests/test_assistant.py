@@ -130,3 +130,33 @@ def test_unicode_path_and_odd_geometry(loaded, make_video):
     assert status.finished
     answer = "".join(loaded.ask("What is shown?", "breakpoint", at_s=1.0, settings=GREEDY))
     assert isinstance(answer, str)
+
+
+def test_breakpoint_frames_come_from_one_reader_per_film(loaded, vtest_avi, monkeypatch):
+    """The full-size reader (it indexes the whole file) is opened once per film, not per
+    question, and the frame it gives is exactly the one-off ``frame_at``'s."""
+    import torch
+
+    from moviechat_desktop.engine import video
+
+    opened = []
+    real_open = video.open_reader
+
+    def counting(path, size, *args, **kwargs):
+        if size is None:
+            opened.append(path)
+        return real_open(path, size, *args, **kwargs)
+
+    monkeypatch.setattr(video, "open_reader", counting)
+    loaded.open(vtest_avi)
+    loaded.encode()
+    for at in (12.0, 40.0, 70.5):
+        list(loaded.ask("What is here?", "breakpoint", at, settings=GREEDY))
+        assert (loaded.last_answer.mode, loaded.last_answer.at_s) == ("breakpoint", at)
+    assert len(opened) == 1
+    size = loaded.model.config.image_size
+    assert torch.equal(loaded._grabber.grab(40.0, size), video.frame_at(vtest_avi, 40.0, size))
+    loaded.open(vtest_avi)  # opening (another or the same) film closes it
+    assert loaded._grabber is None
+    list(loaded.ask("And now?", "breakpoint", 5.0, settings=GREEDY))
+    assert len(opened) == 3  # frame_at above opened one; the reopened film one more

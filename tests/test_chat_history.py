@@ -297,3 +297,24 @@ def test_sigkill_during_appends_loses_at_most_the_message_in_flight(tmp_path, ca
     history.append(ChatRecord("c1", "user", "after the crashes", "global", None, 2e9))
     texts = [r.text for r in history.records()]
     assert texts == [_text(i) for i in range(done)] + ["after the crashes"]
+
+
+def test_a_failed_save_is_reported_and_cleared_by_the_next_one(reference_dir, clip, monkeypatch):
+    import errno
+
+    from moviechat_desktop.engine.chat_history import ChatHistory
+
+    assistant = _opened(reference_dir, clip)
+    real_append = ChatHistory.append
+
+    def disk_full(self, record):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ChatHistory, "append", disk_full)
+    answer = "".join(assistant.ask("Who is there?", settings=GREEDY))
+    assert assistant.history_error == "No space left on device"
+    assert assistant.conversation.turns[-1].answer == answer  # the answer itself is not lost
+    monkeypatch.setattr(ChatHistory, "append", real_append)
+    "".join(assistant.ask("And now?", settings=GREEDY))
+    assert assistant.history_error is None
+    assert [r.text for r in assistant.conversation_records() if r.role == "user"] == ["And now?"]

@@ -315,3 +315,17 @@ def test_clear_cache_runs_on_the_worker(qtbot, make_worker):
         worker.clear_cache()
     assert blocker.args[0].removed == 2 and worker.fake.cleared == 1
     assert worker.fake.thread_ids and threading.get_ident() not in worker.fake.thread_ids
+
+
+def test_a_chat_that_cannot_be_saved_is_reported_once(qtbot, make_worker, bikes_mp4):
+    worker = make_worker()
+    opened(qtbot, worker, bikes_mp4)
+    qtbot.waitUntil(lambda: worker.fake.done > 0, timeout=5000)
+    worker.fake.history_error = "No space left on device"
+    for rid in (1, 2):
+        worker.ask(rid, f"question {rid}", "global", None)
+    qtbot.waitUntil(lambda: worker.rec.has("answer_finished", 2), timeout=5000)
+    qtbot.wait(50)
+    reports = [args[0] for args in worker.rec.named("errored")]
+    assert [r.title for r in reports] == ["Conversation not saved"]
+    assert "No space left on device" in reports[0].message and "Export" in reports[0].message

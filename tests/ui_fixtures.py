@@ -86,6 +86,7 @@ class FakeAssistant:
         self.history = {} if history is None else history
         self.conversation_id: str | None = None
         self.cleared = 0
+        self.history_error: str | None = None  # set by a test: saving the chat fails
 
     def _touch(self) -> None:
         self.thread_ids.add(threading.get_ident())

@@ -36,7 +36,12 @@ if TYPE_CHECKING:
     from moviechat_desktop.engine.memory import FilmMemory
     from moviechat_desktop.engine.model import MovieChatModel
     from moviechat_desktop.engine.model_paths import ModelPaths
-    from moviechat_desktop.engine.video import FrameDecoder, SamplingPlan, VideoInfo
+    from moviechat_desktop.engine.video import (
+        FrameDecoder,
+        FrameGrabber,
+        SamplingPlan,
+        VideoInfo,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +104,7 @@ class Assistant:
         self._plan: SamplingPlan | None = None
         self._memory: FilmMemory | None = None
         self._decoder: FrameDecoder | None = None
+        self._grabber: FrameGrabber | None = None  # breakpoint frames; opened on first use
         self._conversation: Conversation | None = None
         self._encode_seconds = 0.0
         self._recent_fps = 0.0
@@ -193,6 +199,9 @@ class Assistant:
         if self._decoder is not None:
             self._decoder.close()
         self._decoder = None
+        if self._grabber is not None:
+            self._grabber.close()
+        self._grabber = None
         if self._store is not None:
             self._store.close()
         self._store = None
@@ -281,6 +290,11 @@ class Assistant:
     def conversation_id(self) -> str | None:
         return self._conversation_id
 
+    @property
+    def history_error(self) -> str | None:
+        """Why the last chat message could not be saved (disk full…); None when it was."""
+        return None if self._store is None else self._store.history_error
+
     def conversation_records(self, conversation_id: str | None = None) -> list[ChatRecord]:
         """The messages of a conversation of the open film (default: the current one)."""
         if self._store is None or self._store.history is None:
@@ -360,7 +374,8 @@ class Assistant:
             self._decoder = FrameDecoder(info.path, size=model.config.image_size)
         fragment = plan.fragments[index]
         frames = self._decoder.decode(fragment.frame_indices)  # (n, S, S, 3) uint8
-        tokens = model.encode_frames(normalize(frames))  # (n, Q, D) float32 on the host
+        # the uint8 frames go to the device (4x fewer bytes than float32) and are normalized there
+        tokens = model.encode_frames(normalize(frames.to(model.device)))  # (n, Q, D) on the host
         memory.add_fragment(
             index, tokens, fragment.timestamps, start_s=fragment.start_s, end_s=fragment.end_s
         )
@@ -435,7 +450,7 @@ class Assistant:
         """
         import torch
 
-        from moviechat_desktop.engine.video import frame_at
+        from moviechat_desktop.engine.video import FrameGrabber
 
         question = question.strip()
         if not question:
@@ -470,7 +485,9 @@ class Assistant:
                         f"({status.fragments_done}/{status.fragments_total} fragments encoded)"
                     )
                 t0 = time.perf_counter()
-                pixels = frame_at(info.path, at_s, size=model.config.image_size)  # (1, 3, S, S)
+                if self._grabber is None:
+                    self._grabber = FrameGrabber(info.path)
+                pixels = self._grabber.grab(at_s, size=model.config.image_size)  # (1, 3, S, S)
                 current = model.encode_frames(pixels)  # (1, Q, D)
                 timings["current_frame_s"] = time.perf_counter() - t0
                 frames = memory.breakpoint_frames(at_s, current)

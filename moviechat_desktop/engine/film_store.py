@@ -71,6 +71,7 @@ class FilmStore:
         self.entry: CacheEntry | None = None
         self.restored = 0  # fragments the cache gave back
         self.history = ChatHistory.for_film(self.film_id) if keep_history and self.film_id else None
+        self.history_error: str | None = None  # why the last message could not be saved
 
     # ------------------------------------------------------------------ memory cache
     def attach_cache(
@@ -150,6 +151,9 @@ class FilmStore:
             self.history.append(record)
         except OSError as err:
             log.warning("cannot save the chat history (%s): this message is not kept", err)
+            self.history_error = err.strerror or str(err)
+        else:
+            self.history_error = None
 
     def close(self) -> None:
         if self.entry is not None:

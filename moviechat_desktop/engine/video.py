@@ -47,6 +47,7 @@ __all__ = [
     "STD",
     "Fragment",
     "FrameDecoder",
+    "FrameGrabber",
     "SamplingPlan",
     "VideoInfo",
     "format_time",
@@ -149,31 +150,60 @@ class FrameDecoder:
         self.close()
 
 
-def frame_at(path: str | os.PathLike[str], t_s: float, size: int = 224) -> torch.Tensor:
-    """The exact frame on screen at ``t_s`` seconds, preprocessed → ``(1, 3, size, size)``.
+class FrameGrabber:
+    """The exact picture on screen at any time of one film, as the breakpoint frame.
 
     "On screen at t" is the last frame whose timestamp is at or before t, found in the
     frames' own timestamps (correct for a variable frame rate). The frame is decoded at full
     size by decord, rotated as displayed, then squashed with Pillow bicubic and normalized like
     the original's breakpoint frame (which went through opencv; opencv's millisecond seek was
     measured to land on the wrong frame for variable frame rates, hence decord here).
+
+    Opening indexes the whole file (~0.5 s for a 2-hour film, measured), so the ``Assistant``
+    keeps one grabber per film and a breakpoint question pays only the seek and decode. Not
+    thread-safe: one owner thread.
     """
-    path = Path(path)
-    reader = open_reader(path, None, num_threads=0)
-    if len(reader) <= 0:
-        raise VideoError(f"'{path.name}' contains no video frames.")
-    starts, duration, _ = read_timeline(reader)
-    if not math.isfinite(t_s) or t_s < 0 or t_s > duration + _END_SLACK_S:
-        raise VideoError(
-            f"{format_time(t_s) if math.isfinite(t_s) else t_s} is outside '{path.name}' "
-            f"(0:00.0 to {format_time(duration)})."
-        )
-    index = frame_shown_at(starts, t_s)
-    try:
-        rgb = reader.get_batch([index]).asnumpy()[0]  # (H, W, 3) uint8, displayed orientation
-    except decord_errors() as exc:
-        log.debug("decoding frame %d of %s failed: %s", index, path, exc)
-        raise VideoDecodeError(
-            f"'{path.name}' is damaged: the picture at {format_time(t_s)} cannot be decoded."
-        ) from None
-    return preprocess_image(rgb, size).unsqueeze(0)  # (1, 3, size, size)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._reader: Any = open_reader(self.path, None, num_threads=0)
+        if len(self._reader) <= 0:
+            self.close()
+            raise VideoError(f"'{self.path.name}' contains no video frames.")
+        self._starts, self.duration_s, _ = read_timeline(self._reader)
+
+    def grab(self, t_s: float, size: int = 224) -> torch.Tensor:
+        """The frame on screen at ``t_s`` seconds, preprocessed → ``(1, 3, size, size)``."""
+        if self._reader is None:
+            raise ValueError("this FrameGrabber is closed")
+        name, duration = self.path.name, self.duration_s
+        if not math.isfinite(t_s) or t_s < 0 or t_s > duration + _END_SLACK_S:
+            raise VideoError(
+                f"{format_time(t_s) if math.isfinite(t_s) else t_s} is outside '{name}' "
+                f"(0:00.0 to {format_time(duration)})."
+            )
+        index = frame_shown_at(self._starts, t_s)
+        try:
+            rgb = self._reader.get_batch([index]).asnumpy()[0]  # (H, W, 3) uint8, as displayed
+        except decord_errors() as exc:
+            log.debug("decoding frame %d of %s failed: %s", index, self.path, exc)
+            raise VideoDecodeError(
+                f"'{name}' is damaged: the picture at {format_time(t_s)} cannot be decoded."
+            ) from None
+        return preprocess_image(rgb, size).unsqueeze(0)  # (1, 3, size, size)
+
+    def close(self) -> None:
+        self._reader = None
+
+    def __enter__(self) -> FrameGrabber:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def frame_at(path: str | os.PathLike[str], t_s: float, size: int = 224) -> torch.Tensor:
+    """The frame on screen at ``t_s`` seconds of ``path`` → ``(1, 3, size, size)`` (one-off;
+    see ``FrameGrabber``)."""
+    with FrameGrabber(path) as grabber:
+        return grabber.grab(t_s, size)

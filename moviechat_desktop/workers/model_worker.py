@@ -79,6 +79,7 @@ class ModelWorker(QThread):
         self._film_cancel = CancelToken()
         self._stopping = False
         self._deferred_announced: set[int] = set()
+        self._history_warned = False  # the user was told this film's chat is not being saved
         self._film_path: str | None = None
         self._encode_error: ErrorReport | None = None
         self._progress = ProgressThrottle(self.encoding_progressed.emit, PROGRESS_INTERVAL_S)
@@ -269,6 +270,7 @@ class ModelWorker(QThread):
         self._film_path = None
         self._encode_error = None
         self._deferred_announced.clear()
+        self._history_warned = False
         if self._assistant is not None:
             self._assistant.close()
 
@@ -334,6 +336,23 @@ class ModelWorker(QThread):
         else:
             self.answer_finished.emit(question.request_id)
             self._report_conversation("updated")
+        self._check_history_saved()
+
+    def _check_history_saved(self) -> None:
+        """Tell the user (once per film) when the conversation can no longer be saved."""
+        problem = self._assistant.history_error
+        if problem is None:
+            self._history_warned = False  # saved again: warn anew if it fails later
+        elif not self._history_warned:
+            self._history_warned = True
+            self.errored.emit(
+                ErrorReport.simple(
+                    "Conversation not saved",
+                    f"This conversation could not be saved ({problem}). The answers stay in the "
+                    "chat for now: use Export… to keep them, and free some disk space.",
+                    "OSError",
+                )
+            )
 
     def _readiness_problem(self, question: Question) -> MovieChatError | None:
         """Why ``question`` can never be answered as things stand (None: it can, or will)."""
