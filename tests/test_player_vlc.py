@@ -168,3 +168,49 @@ def test_snapshot_key_and_subtitle_files(qtbot, make_main_window, bigbuckbunny, 
     qtbot.waitUntil(lambda: player._player.video_get_spu_count() > 0, timeout=10000)
     names = {player.cycle_subtitles() for _ in range(3)}
     assert any(name and name != "Disable" for name in names), names
+
+
+def test_at_the_end_the_last_frame_stays_and_play_starts_again(
+    qtbot, make_main_window, bigbuckbunny
+):
+    """--play-and-pause: the ending stays on screen (and repaints after a menu closes over
+    it) and is reported as "ended"; Play starts the film again."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QMenu
+
+    from moviechat_desktop.ui.player_widget import ENDED
+
+    window = make_main_window(video=True)
+    window.resize(1280, 690)
+    player = window.player
+    with qtbot.waitSignal(window.film_opened, timeout=10000):
+        window.open_file(bigbuckbunny)
+    qtbot.waitUntil(lambda: player.state == PLAYING, timeout=15000)
+    player.seek(4.0)
+    qtbot.waitUntil(lambda: player.state == ENDED, timeout=15000)
+    assert player._player.get_state().value == 4  # VLC is paused, its video still there
+    assert player.position == pytest.approx(player.duration, abs=0.01)
+
+    def shown():
+        shot = grab_widget_on_screen(player.surface)
+        x, y, w, h = video_rect(shot.shape[1], shot.shape[0], 1280, 720)
+        return shot[y + 2 : y + h - 2, x + 2 : x + w - 2]
+
+    qtbot.wait(300)
+    before = shown()
+    assert before.mean() > 25 and before.std() > 15, "the last frame is not on screen"
+    menu = QMenu(window)
+    for i in range(12):
+        menu.addAction(f"an item to cover the picture {i}")
+    menu.popup(player.surface.mapToGlobal(QPoint(200, 100)))
+    qtbot.waitExposed(menu)
+    qtbot.wait(200)
+    menu.close()
+    qtbot.wait(500)
+    after = shown()
+    difference = np.abs(after.astype(np.int16) - before.astype(np.int16)).mean()
+    assert difference < 3, f"the picture was not repainted where the menu was ({difference:.1f})"
+
+    player.play()
+    qtbot.waitUntil(lambda: player.state == PLAYING, timeout=10000)
+    assert player.position < 2.0

@@ -349,3 +349,26 @@ def test_settings_dialog_saves_and_updates_the_assistant(qtbot, make_main_window
     fake = window._make_assistant.instance
     qtbot.waitUntil(lambda: fake.settings.generation.max_new_tokens == 77, timeout=5000)
     assert fake.settings.generation.greedy is False
+
+
+def test_settings_dialog_sets_the_cache_limit_and_offers_clearing(qtbot, make_main_window):
+    from PySide6.QtWidgets import QMessageBox
+
+    from moviechat_desktop.engine.settings import load_settings
+    from moviechat_desktop.ui import dialogs
+
+    window = make_main_window()
+    qtbot.waitUntil(lambda: window._make_assistant.instance is not None, timeout=5000)
+    dialog = dialogs.open_settings_dialog(window)
+    assert dialog.cache_limit.value() == window.settings.cache.limit_gb
+    dialog.clear_cache.click()  # the same confirmation as Assistant → Clear memory cache…
+    box = window.findChild(QMessageBox, "ClearCacheBox")
+    assert box is not None and box.isVisible()
+    with qtbot.waitSignal(window.worker.cache_cleared, timeout=5000):
+        box.button(QMessageBox.StandardButton.Yes).click()
+    dialog.cache_limit.setValue(2.5)
+    dialog.accept()
+    assert load_settings().cache.limit_gb == 2.5
+    fake = window._make_assistant.instance
+    qtbot.waitUntil(lambda: fake.settings.cache.limit_gb == 2.5, timeout=5000)
+    assert fake.cleared == 1

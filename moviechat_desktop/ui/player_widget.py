@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 100
 SEEK_SETTLE_S = 0.6  # after a seek, ignore VLC's stale times for this long
+END_WINDOW_S = 2.0  # VLC pausing by itself this close to the end means the film ended
 RATES = (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 
 STOPPED, OPENING, PLAYING, PAUSED, ENDED, ERROR = (
@@ -308,6 +309,8 @@ class PlayerWidget(QWidget):
             vlc.State.Stopped: STOPPED,
             vlc.State.Error: ERROR,
         }.get(vlc_state, self._state)
+        if mapped == PAUSED and self._state in (PLAYING, ENDED) and self._at_end():
+            mapped = ENDED  # VLC paused by itself on the last frame (--play-and-pause)
         if mapped == PLAYING and self._pending_seek is not None:
             self._player.set_time(int(self._pending_seek * 1000))
             self._pending_seek = None
@@ -320,6 +323,11 @@ class PlayerWidget(QWidget):
         ms = self._player.get_time()
         if ms >= 0:
             self._update_position(ms / 1000)
+
+    def _at_end(self) -> bool:
+        if self._player is None or self._duration <= 0:
+            return False
+        return self._duration - self._player.get_time() / 1000 < END_WINDOW_S
 
     def _update_position(self, seconds: float) -> None:
         if self._seek_target is not None:

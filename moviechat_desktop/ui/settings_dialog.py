@@ -1,4 +1,5 @@
-"""Assistant settings: model directory, device and precision, sampling plan, generation.
+"""Assistant settings: model directory, device and precision, sampling plan, generation, the
+memory cache's size limit (and a button to clear it).
 
 Edits a copy of ``AppSettings``; ``settings()`` returns the edited copy and the caller saves
 it (``engine.settings.save_settings``) and tells the model worker.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -49,6 +51,8 @@ def _combo(parent: QWidget, choices: tuple[tuple[str, str], ...], value: str) ->
 
 
 class SettingsDialog(QDialog):
+    clear_cache_requested = Signal()
+
     def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Assistant settings")
@@ -110,6 +114,24 @@ class SettingsDialog(QDialog):
         generation_form.addRow("Top-p:", self.top_p)
         generation_form.addRow("Temperature:", self.temperature)
 
+        self.cache_limit = QDoubleSpinBox(self)
+        self.cache_limit.setRange(0.1, 10_000.0)
+        self.cache_limit.setDecimals(1)
+        self.cache_limit.setSuffix(" GB")
+        self.cache_limit.setValue(s.cache.limit_gb)
+        self.cache_limit.setToolTip(
+            "What the assistant remembers of the films it watched. When the cache grows past "
+            "this, the films opened longest ago are forgotten first (from the next film opened)."
+        )
+        self.clear_cache = QPushButton("Clear memory cache…", self)
+        self.clear_cache.clicked.connect(self.clear_cache_requested)
+        cache_row = QHBoxLayout()
+        cache_row.addWidget(self.cache_limit, 1)
+        cache_row.addWidget(self.clear_cache)
+        cache_box = QGroupBox("Films remembered", self)
+        cache_form = QFormLayout(cache_box)
+        cache_form.addRow("Memory cache limit:", cache_row)
+
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
             | QDialogButtonBox.StandardButton.Cancel
@@ -122,7 +144,7 @@ class SettingsDialog(QDialog):
             self._restore_defaults
         )
         layout = QVBoxLayout(self)
-        for widget in (model_box, sampling_box, generation_box, buttons):
+        for widget in (model_box, sampling_box, generation_box, cache_box, buttons):
             layout.addWidget(widget)
         self._plan_changed()
         self._greedy_changed(self.greedy.isChecked())
@@ -160,6 +182,7 @@ class SettingsDialog(QDialog):
         self.max_tokens.setValue(s.generation.max_new_tokens)
         self.top_p.setValue(s.generation.top_p)
         self.temperature.setValue(s.generation.temperature)
+        self.cache_limit.setValue(s.cache.limit_gb)
 
     def settings(self) -> AppSettings:
         """The edited settings (a copy; the original passed in is untouched)."""
@@ -175,4 +198,5 @@ class SettingsDialog(QDialog):
         s.generation.max_new_tokens = self.max_tokens.value()
         s.generation.top_p = self.top_p.value()
         s.generation.temperature = self.temperature.value()
+        s.cache.limit_gb = self.cache_limit.value()
         return s

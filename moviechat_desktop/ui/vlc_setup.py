@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 HEADLESS_PLATFORMS = frozenset({"offscreen", "minimal", "vnc"})
 DUMMY_OUTPUT_ARGS = ("--vout=dummy", "--aout=dummy")
-_BASE_ARGS = ("--no-video-title-show", "--no-snapshot-preview", "--quiet")
+# --play-and-pause: at the end VLC pauses on the last frame instead of tearing the video
+# down (mpv's keep-open): the ending stays on screen to look at and ask about, and it repaints
+# when a menu or dialog closes over it. PlayerWidget reports that pause as "ended".
+_BASE_ARGS = ("--no-video-title-show", "--no-snapshot-preview", "--quiet", "--play-and-pause")
 
 
 def qt_platform_name() -> str:
