@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import itertools
 import json
+import threading
 
 import pytest
 import torch
@@ -141,25 +143,17 @@ def test_server_ignoring_range_restarts_cleanly(online, tmp_path):
     assert got.path.read_bytes() == data and got.sha256 == hashlib.sha256(data).hexdigest()
 
 
-def test_hub_download_resumes_a_dropped_connection(
-    online, tiny_manifest, reference_dir, monkeypatch
-):
-    """huggingface_hub retries a dropped transfer inside the call with a Range request from
-    the last chunk it wrote (its chunks are 10 MB; made 64 KiB here so a small file shows it)."""
-    import huggingface_hub.constants
-
-    chunk = 64 * 1024
-    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", chunk)
+def test_hub_download_resumes_a_dropped_connection(online, tiny_manifest, reference_dir):
+    """A dropped hub transfer is resumed in the same call with a Range request from exactly
+    the bytes already written, from the file's resolve URL pinned to the commit."""
     size = (reference_dir / "tiny_videollama.pth").stat().st_size
-    online.drop_after[f"/{VIDEO_REPO}/resolve/main/tiny_videollama.pth"] = 200_000
+    commit = online.commit(VIDEO_REPO)
+    online.drop_after[f"/{VIDEO_REPO}/resolve/{commit}/tiny_videollama.pth"] = 200_000
     download_weights(["videollama"])
     first, second = online.requests_for("tiny_videollama.pth")
     assert first.range is None and first.bytes_sent == 200_000
-    resumed_at = 200_000 // chunk * chunk  # what it had written when the connection dropped
-    assert second.range == f"bytes={resumed_at}-"
-    assert second.bytes_sent == size - resumed_at
-    paths_ok = weights_status()[2]
-    assert paths_ok.state == "ready"
+    assert second.range == "bytes=200000-" and second.bytes_sent == size - 200_000
+    assert weights_status()[2].state == "ready"
 
 
 def test_corrupted_download_fails_verification_and_is_not_used(
@@ -175,7 +169,8 @@ def test_corrupted_download_fails_verification_and_is_not_used(
     video = (reference_dir / "tiny_videollama.pth").read_bytes()
     bad = bytearray(video)
     bad[len(bad) // 2] ^= 0xFF
-    online.bad_content[f"/{VIDEO_REPO}/resolve/main/tiny_videollama.pth"] = bytes(bad)
+    commit = online.commit(VIDEO_REPO)
+    online.bad_content[f"/{VIDEO_REPO}/resolve/{commit}/tiny_videollama.pth"] = bytes(bad)
     with pytest.raises(WeightsCorrupt, match="deleted"):
         download_weights(["videollama"])
     assert hub_mod.cached_file(tiny_manifest.part("videollama").source) is None
@@ -193,30 +188,67 @@ def test_offline_mode_says_what_is_missing_and_touches_no_network(fake_hub, tiny
     assert fake_hub.log == []
 
 
-def test_cancel_of_a_hub_download_leaves_nothing_posing_as_complete(
-    online, tiny_manifest, monkeypatch
+def test_a_cancelled_hub_download_is_kept_and_resumed_next_time(
+    online, tiny_manifest, reference_dir, monkeypatch
 ):
-    import huggingface_hub.constants
+    """Cancel mid-file: nothing poses as complete, the part shows as partial, and the next
+    download asks only for the missing bytes (huggingface_hub alone would start again)."""
+    from moviechat_desktop.engine.weights import http_download as http_mod
 
-    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
+    monkeypatch.setattr(http_mod, "CHUNK", 16 * 1024)  # the file is 455 KB: cancel inside it
     online.chunk_size = 16 * 1024
-    online.chunk_delay_s = 0.02
+    online.chunk_delay_s = 0.01
     token = CancelToken()
 
-    def cancel_on_first_bytes(progress):
+    def cancel_midway(progress):
         if progress.part == "videollama" and progress.phase == "download" and progress.done > 0:
             token.cancel()
 
     with pytest.raises(Cancelled):
-        download_weights(["videollama"], progress=cancel_on_first_bytes, cancel=token)
-    assert online.requests_for("tiny_videollama.pth")[-1].bytes_sent < 455_113  # mid-file
+        download_weights(["videollama"], progress=cancel_midway, cancel=token)
+    size = (reference_dir / "tiny_videollama.pth").stat().st_size
     source = tiny_manifest.part("videollama").source
     assert hub_mod.cached_file(source) is None
     blobs = hub_mod.repo_cache_dir(VIDEO_REPO) / "blobs"
-    assert not [p for p in blobs.glob("*") if not p.name.endswith(".incomplete")]
-    assert weights_status()[2].state in ("missing", "partial")
+    (partial,) = blobs.iterdir()
+    assert partial.name.endswith(".part")
+    status = weights_status()[2]
+    assert status.state == "partial" and status.partial_bytes == partial.stat().st_size
+    assert 0 < status.partial_bytes < size  # cancelled mid-file
     with pytest.raises(WeightsMissing):
         resolve_model_paths()
+
+    online.chunk_delay_s = 0.0
+    download_weights(["videollama"])
+    resumed = online.requests_for("tiny_videollama.pth")[-1]
+    assert resumed.range == f"bytes={status.partial_bytes}-"
+    assert resumed.bytes_sent == size - status.partial_bytes  # only what was missing
+    assert weights_status()[2].state == "ready"
+    assert not list(blobs.glob("*.part"))
+
+
+def test_hub_files_land_in_huggingface_hubs_own_cache_layout(online, tiny_manifest, tmp_path):
+    """What we download, huggingface_hub finds offline: blobs named by etag, the snapshot
+    symlinks, refs/main. A second download fetches nothing."""
+    import huggingface_hub.constants
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    from moviechat_desktop.engine.weights.store import hub_cache_dir
+
+    download_weights(["videollama", "vicuna"])
+    requests_before = len(online.log)
+    cache = str(hub_cache_dir())
+    offline = {"cache_dir": cache, "local_files_only": True}
+    path = hf_hub_download(VIDEO_REPO, "tiny_videollama.pth", **offline)
+    assert path == str(hub_mod.cached_file(tiny_manifest.part("videollama").source))
+    folder = snapshot_download(LLAMA_REPO, **offline)
+    assert folder == str(hub_mod.cached_snapshot(tiny_manifest.part("vicuna").source))
+    assert (hub_mod.repo_cache_dir(LLAMA_REPO) / "refs" / "main").read_text() == online.commit(
+        LLAMA_REPO
+    )
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # the lookups above were local
+    download_weights(["videollama", "vicuna"])
+    assert len(online.log) == requests_before
 
 
 def test_cancelled_url_part_shows_as_partial_and_resumes(online, tiny_manifest, reference_dir):
@@ -248,3 +280,41 @@ def test_not_enough_disk_space_is_refused_before_downloading(online, tiny_manife
     with pytest.raises(DownloadError, match="not enough disk space"):
         download_weights()
     assert not [r for r in online.log if r.method == "GET"]
+
+
+def test_a_redirect_to_another_host_keeps_range_but_not_the_token(online, tmp_path):
+    """The hub answers a file request with a redirect to its CDN: the Range header must follow
+    (or a resume would restart) and the Authorization header must not leave the hub."""
+    from test_weights_fakehub import serve
+
+    data = bytes(range(256)) * 400
+    with serve() as cdn:
+        target = cdn.add_file("blob.bin", data)
+        seen = []
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                seen.append(("hub", self.headers.get("Authorization"), self.headers.get("Range")))
+                self.send_response(302)
+                self.send_header("Location", target.replace("127.0.0.1", "localhost"))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        threading.Thread(target=hub.serve_forever, daemon=True).start()
+        try:
+            dest = tmp_path / "blob.bin"
+            part_path_for(dest).write_bytes(data[:1000])  # an earlier, interrupted download
+            url = f"http://127.0.0.1:{hub.server_address[1]}/file"
+            got = http_download(url, dest, headers={"Authorization": "Bearer secret"})
+        finally:
+            hub.shutdown()
+            hub.server_close()
+    assert got.path.read_bytes() == data and got.resumed_from == 1000
+    assert seen == [("hub", "Bearer secret", "bytes=1000-")]
+    (fetched,) = cdn.requests_for("blob.bin")
+    assert fetched.range == "bytes=1000-" and fetched.bytes_sent == len(data) - 1000
+    assert cdn.auth_seen == [None]

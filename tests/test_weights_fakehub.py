@@ -61,6 +61,7 @@ class FakeHub:
         self.chunk_size = 64 * 1024
         self.chunk_delay_s = 0.0
         self.log: list[Served] = []
+        self.auth_seen: list[str | None] = []  # the Authorization header of each GET
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
@@ -145,6 +146,8 @@ class FakeHub:
                 record = Served(self.command, path, self.headers.get("Range"), status)
                 with hub._lock:
                     hub.log.append(record)
+                    if self.command == "GET":
+                        hub.auth_seen.append(self.headers.get("Authorization"))
                 if body is None:
                     self.send_response(404)
                     for key, value in headers.items():

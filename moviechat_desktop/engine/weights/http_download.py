@@ -14,6 +14,7 @@ import http.client
 import logging
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,12 +131,15 @@ def http_download(
     max_attempts: int = 6,
     timeout_s: float = 30.0,
     retry_delay_s: float = 1.0,
+    headers: dict[str, str] | None = None,
 ) -> DownloadedFile:
     """Download ``url`` to ``dest`` (resuming ``dest.part``) and return what was written.
 
     ``expected_size`` is an exact size (pass ``None`` for an estimate); a server offering a
     different size is refused. Retries (with Range) after dropped connections and server
-    errors, at most ``max_attempts`` times in a row without progress. Raises ``Cancelled``
+    errors, at most ``max_attempts`` times in a row without progress. ``headers`` are sent with
+    every request (e.g. the hub's Authorization; it is dropped when a redirect leaves the
+    host). Raises ``Cancelled``
     (the ``.part`` file stays for a resume), ``DownloadError`` (HTTP error, too many failed
     attempts, disk full) or ``WeightsCorrupt`` (checksum mismatch; the ``.part`` is deleted).
     """
@@ -158,12 +162,16 @@ def http_download(
     while total is None or pf.size < total:
         cancel.raise_if_cancelled()
         before = pf.size
-        headers = {"User-Agent": f"moviechat-desktop/{__version__}", "Accept-Encoding": "identity"}
+        sent = {
+            "User-Agent": f"moviechat-desktop/{__version__}",
+            **(headers or {}),
+            "Accept-Encoding": "identity",
+        }
         if pf.size:
-            headers["Range"] = f"bytes={pf.size}-"
+            sent["Range"] = f"bytes={pf.size}-"
         try:
-            request = urllib.request.Request(url, headers=headers)
-            with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            request = urllib.request.Request(url, headers=sent)
+            with _OPENER.open(request, timeout=timeout_s) as resp:
                 server_total = _accept_response(resp, pf, url)
                 if server_total is not None:
                     if expected_size is not None and server_total != expected_size:
@@ -216,6 +224,22 @@ def http_download(
         )
     fsync_replace(part_file, dest)
     return DownloadedFile(path=dest, size=pf.size, sha256=actual, resumed_from=keep)
+
+
+class _SameHostAuthRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects (the hub sends file downloads to a CDN) keeping Range, but never carry
+    an Authorization header to another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0917 (stdlib's)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != req.host:
+            for name in ("Authorization", "authorization"):
+                new.headers.pop(name, None)
+                new.unredirected_hdrs.pop(name, None)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameHostAuthRedirects)
 
 
 def _accept_response(resp, pf: _PartFile, url: str) -> int | None:

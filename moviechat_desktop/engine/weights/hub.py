@@ -5,19 +5,20 @@ Downloads go through ``hf_hub_download`` / ``snapshot_download`` into the standa
 are read from the environment at call time; the token is huggingface_hub's own (``HF_TOKEN`` or
 ``hf auth login``) and is never passed through or logged here.
 
-Progress and cancel ride on huggingface_hub's ``tqdm_class`` hook: our bar class reports bytes
-and raises ``Cancelled`` from ``update`` once the token is cancelled, which aborts the transfer
-within one chunk (huggingface_hub's chunk size is lowered to 1 MiB for that). huggingface_hub
-2.4 resumes a dropped connection inside one call (a Range request from the last chunk it
-wrote) but deletes its temporary file when a call fails or is cancelled, so a cancelled hub
-file starts again from zero next time (the plain-URL parts resume across runs).
+Planning (which files, how big, which commit) asks huggingface_hub (dry runs). The bytes are
+fetched by our own resumable ``http_download`` from the file's ``resolve`` URL, straight into
+the hub cache's layout (``blobs/<etag>``, ``snapshots/<commit>/<name>`` → the blob,
+``refs/<revision>``), because huggingface_hub 2.4 deletes its temporary file when a call fails
+or is cancelled: a cancelled 10 GB shard would start again from zero. Ours keeps
+``blobs/<etag>.part`` and resumes it with a Range request next time; a file whose etag is a
+sha256 (every LFS file) is checked against it before it is moved into place. The result is
+the cache huggingface_hub itself writes, so other tools (and ``local_files_only``) share it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -33,7 +34,6 @@ from moviechat_desktop.engine.weights.transfer import ByteReporter
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-CANCEL_CHUNK = 1024 * 1024
 _BIN_WEIGHTS = ("pytorch_model.bin", "pytorch_model-*-of-*.bin", "pytorch_model.bin.index.json")
 
 
@@ -69,74 +69,32 @@ def etag_of(path: Path) -> str | None:
     return name if len(name) in (40, 64) and all(c in "0123456789abcdef" for c in name) else None
 
 
-class _BarSink:
-    """Collects the byte counts of the tqdm-like bars huggingface_hub creates.
+class _SilentBar:
+    """A tqdm stand-in for huggingface_hub's dry runs: nothing is drawn on the terminal."""
 
-    huggingface_hub may drive several byte bars for one transfer (``snapshot_download`` keeps a
-    "transfer" and a "reconstruction" bar over the same bytes); the progress is the largest of
-    them, so nothing is counted twice whatever the bars are called.
-    """
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.n = int(kwargs.get("initial") or 0)
+        self.total = kwargs.get("total")
+        self.format_dict: dict[str, Any] = {"rate": None}
 
-    def __init__(self, reporter: ByteReporter | None) -> None:
-        self.reporter = reporter  # None: a silent sink
-        self.base = reporter.done if reporter else 0
-        self._bars: list[Any] = []
-        self._lock = threading.Lock()
+    def update(self, n: float | None = 1) -> None:
+        self.n += int(n or 0)
 
-    def register(self, bar: Any) -> None:
-        with self._lock:
-            self._bars.append(bar)
+    def __enter__(self) -> _SilentBar:
+        return self
 
-    def changed(self) -> None:
-        if self.reporter is None:
-            return
-        self.reporter.cancel.raise_if_cancelled()
-        with self._lock:
-            done = max((b.n for b in self._bars if b.counts_bytes), default=0)
-        self.reporter.set(self.base + max(0, done))
+    def __exit__(self, *exc: object) -> None:
+        return None
 
-    def bar_class(self) -> type:
-        sink = self
+    def _noop(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
-        class _Bar:
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                self.desc = kwargs.get("desc") or ""
-                self.total = kwargs.get("total")
-                self.n = int(kwargs.get("initial") or 0)
-                self.counts_bytes = kwargs.get("unit") == "B"
-                self.format_dict: dict[str, Any] = {"rate": None}
-                sink.register(self)
-
-            def update(self, n: float | None = 1) -> None:
-                self.n += int(n or 0)
-                if self.counts_bytes:
-                    sink.changed()
-
-            def __enter__(self) -> _Bar:
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                return None
-
-            def __iter__(self):  # pragma: no cover - huggingface_hub does not iterate it
-                return iter(())
-
-            def _noop(self, *args: Any, **kwargs: Any) -> None:
-                return None
-
-            close = refresh = reset = clear = display = _noop
-            set_description = set_description_str = set_postfix = set_postfix_str = _noop
-
-        return _Bar
+    close = refresh = reset = clear = display = _noop
+    set_description = set_description_str = set_postfix = set_postfix_str = _noop
 
 
 def _call_hub(what: str, fn: Callable[[], T]) -> T:
     """Run a huggingface_hub call; turn its failures into one-line ``DownloadError``s."""
-    import huggingface_hub.constants as hf_constants
-
-    # Progress (and so cancel) reaches us once per chunk read from the socket; 10 MB by
-    # default, which is ten seconds or more on a slow line. 1 MiB chunks cost nothing.
-    hf_constants.DOWNLOAD_CHUNK_SIZE = min(hf_constants.DOWNLOAD_CHUNK_SIZE, CANCEL_CHUNK)
     try:
         return fn()
     except MovieChatError:
@@ -166,31 +124,92 @@ def download_file(
     source: Source, *, part: str, progress: Callable[..., None], cancel: CancelToken
 ) -> HubFile:
     """Fetch one repo file into the hub cache (no-op if already cached) and return it."""
-    from huggingface_hub import hf_hub_download
-
-    what = f"{source.repo}/{source.filename}"
-
-    def fetch(dry_run: bool, tqdm_class: type | None = None) -> Any:
-        return hf_hub_download(
-            repo_id=source.repo,
-            filename=source.filename,
-            revision=source.revision,
-            cache_dir=str(hub_cache_dir()),
-            endpoint=endpoint(),
-            tqdm_class=tqdm_class,
-            dry_run=dry_run,
-        )
-
-    info = _call_hub(what, lambda: fetch(True, _BarSink(None).bar_class()))
+    metadata = _file_metadata(source.repo, source.filename, source.revision)
     reporter = ByteReporter(
-        part, progress, cancel, info.file_size, phase="download", file=source.filename
+        part, progress, cancel, metadata.size, phase="download", file=source.filename
     )
-    reporter.set(0)
-    sink = _BarSink(reporter)
-    path = Path(_call_hub(what, lambda: fetch(False, sink.bar_class())))
-    size = path.stat().st_size
-    reporter.set(size)
-    return HubFile(path=path, commit=info.commit_hash, etag=etag_of(path), size=size)
+    return _fetch(
+        source.repo, source.filename, source.revision, metadata, reporter=reporter, base=0
+    )
+
+
+def _file_metadata(repo: str, filename: str, revision: str) -> Any:
+    """The hub's answer for one file: etag, commit, size (a HEAD request)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint())
+    what = f"{repo}/{filename}"
+    metadata = _call_hub(what, lambda: get_hf_file_metadata(url, endpoint=endpoint()))
+    if not metadata.etag or not metadata.commit_hash or metadata.size is None:
+        raise DownloadError(f"{what}: the hub did not say which version to fetch (no etag)")
+    return metadata
+
+
+def _is_sha256(etag: str) -> bool:
+    return len(etag) == 64 and all(c in "0123456789abcdef" for c in etag)
+
+
+def _fetch(
+    repo: str, filename: str, revision: str, metadata: Any, *, reporter: ByteReporter, base: int
+) -> HubFile:
+    """Download one file (resuming its ``.part``) into the cache; ``reporter`` counts its
+    bytes from ``base`` (the bytes of the files before it)."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers
+
+    from moviechat_desktop.engine.weights.http_download import http_download
+
+    etag, commit = metadata.etag, metadata.commit_hash
+    repo_dir = repo_cache_dir(repo)
+    blob = repo_dir / "blobs" / etag
+    pointer = repo_dir / "snapshots" / commit / filename
+    if not blob.is_file():
+
+        def forward(event: Any) -> None:  # the file's progress → the whole transfer's
+            if event.phase == "download":
+                reporter.set(base + event.done, file=filename)
+            else:  # re-reading a partial file before resuming it
+                reporter.callback(event)
+
+        url = hf_hub_url(repo, filename, revision=commit, endpoint=endpoint())
+        http_download(
+            url,
+            blob,
+            expected_size=metadata.size,
+            sha256=etag if _is_sha256(etag) else None,
+            part=reporter.part,
+            progress=forward,
+            cancel=reporter.cancel,
+            headers=build_hf_headers(),
+        )
+    _link(blob, pointer)
+    _remember_revision(repo_dir, revision, commit)
+    reporter.set(base + metadata.size, file=filename)
+    return HubFile(path=pointer, commit=commit, etag=etag, size=blob.stat().st_size)
+
+
+def _link(blob: Path, pointer: Path) -> None:
+    """``snapshots/<commit>/<name>`` → ``blobs/<etag>`` (relative, as huggingface_hub does)."""
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if pointer.is_symlink() or pointer.exists():
+        if pointer.resolve() == blob.resolve():
+            return
+        pointer.unlink()
+    try:
+        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+    except OSError:  # no symlinks here (some Windows setups): the file itself, like hf does
+        blob.replace(pointer)
+
+
+def _remember_revision(repo_dir: Path, revision: str, commit: str) -> None:
+    if revision == commit:
+        return
+    ref = repo_dir / "refs" / revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    if not ref.is_file() or ref.read_text("utf-8").strip() != commit:
+        tmp = ref.with_name(ref.name + ".tmp")
+        tmp.write_text(commit, "utf-8")
+        tmp.replace(ref)
 
 
 def plan_snapshot(source: Source) -> tuple[str, list[PlannedFile]]:
@@ -210,7 +229,7 @@ def plan_snapshot(source: Source) -> tuple[str, list[PlannedFile]]:
             cache_dir=str(hub_cache_dir()),
             endpoint=endpoint(),
             dry_run=True,
-            tqdm_class=_BarSink(None).bar_class(),
+            tqdm_class=_SilentBar,
         ),
     )
     files = [PlannedFile(i.filename, int(i.file_size or 0), bool(i.is_cached)) for i in infos]
@@ -230,30 +249,27 @@ def download_snapshot(
     progress: Callable[..., None],
     cancel: CancelToken,
 ) -> Path:
-    """Fetch the planned files into the hub cache; return the snapshot folder."""
-    from huggingface_hub import snapshot_download
-
+    """Fetch the planned files into the hub cache, one after the other (each resumable);
+    return the snapshot folder."""
     cached = sum(f.size for f in files if f.cached)
     total = sum(f.size for f in files)
     reporter = ByteReporter(
         part, progress, cancel, total, phase="download", file=source.repo, done=cached
     )
     reporter.set(cached)
-    sink = _BarSink(reporter)
-    folder = _call_hub(
-        source.repo,
-        lambda: snapshot_download(
-            repo_id=source.repo,
-            revision=source.revision,
-            allow_patterns=[f.name for f in files],
-            cache_dir=str(hub_cache_dir()),
-            endpoint=endpoint(),
-            tqdm_class=sink.bar_class(),
-            max_workers=4,
-        ),
-    )
+    base = cached
+    for planned in files:
+        cancel.raise_if_cancelled()
+        if planned.cached:
+            continue
+        metadata = _file_metadata(source.repo, planned.name, source.revision)
+        _fetch(source.repo, planned.name, source.revision, metadata, reporter=reporter, base=base)
+        base += planned.size
     reporter.set(total)
-    return Path(folder)
+    folder = cached_snapshot(source)
+    if folder is None:
+        raise DownloadError(f"{source.repo}: the downloaded files are not in the hub cache")
+    return folder
 
 
 def cached_file(source: Source) -> Path | None:
@@ -277,11 +293,13 @@ def cached_snapshot(source: Source) -> Path | None:
 
 
 def partial_bytes(source: Source) -> int:
-    """Bytes of unfinished hub downloads of this repo (``*.incomplete`` blobs)."""
+    """Bytes of unfinished downloads of this repo: our ``*.part`` blobs (resumed next time)
+    and huggingface_hub's ``*.incomplete`` ones."""
     blobs = repo_cache_dir(source.repo) / "blobs"
     if not blobs.is_dir():
         return 0
-    return sum(p.stat().st_size for p in blobs.glob("*.incomplete") if p.is_file())
+    partial = [*blobs.glob("*.part"), *blobs.glob("*.incomplete")]
+    return sum(p.stat().st_size for p in partial if p.is_file())
 
 
 def remove_cached(path: Path) -> None:
