@@ -120,6 +120,7 @@ def _parse_at(text: str | None) -> float | None:
 def run_ask(args: argparse.Namespace) -> int:
     from moviechat_desktop.engine.assistant import END_SLACK_S
     from moviechat_desktop.engine.errors import VideoError
+    from moviechat_desktop.engine.video_probe import format_time
 
     at_s = _parse_at(args.at)
     if not args.question.strip():
@@ -130,7 +131,7 @@ def run_ask(args: argparse.Namespace) -> int:
     def check(info) -> None:  # before any encoding: fail fast
         if at_s is not None and at_s > info.duration_s + END_SLACK_S:
             raise VideoError(
-                f"--at {args.at} lies beyond the end of the film ({info.duration_s:.1f} s)"
+                f"--at {args.at} lies beyond the end of the film ({format_time(info.duration_s)})"
             )
 
     assistant, info, status, timings = _open_and_encode(args, until_s=at_s, check=check)

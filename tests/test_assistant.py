@@ -51,7 +51,7 @@ def test_global_and_breakpoint_answers(loaded, vtest_avi):
         loaded.encode_step()
     # exactly the fragments up to the breakpoint's were needed
     assert loaded.status().fragments_done == k + 1
-    with pytest.raises(NotReady, match=r"has not watched up to 60\.0 s"):
+    with pytest.raises(NotReady, match=r"has not watched up to 01:00\.0 yet"):
         list(loaded.ask("And now?", mode="breakpoint", at_s=60.0, settings=GREEDY))
 
     answer = "".join(loaded.ask("What is he holding?", "breakpoint", at_s=at, settings=GREEDY))

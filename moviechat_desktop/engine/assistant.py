@@ -450,7 +450,7 @@ class Assistant:
         """
         import torch
 
-        from moviechat_desktop.engine.video import FrameGrabber
+        from moviechat_desktop.engine.video import FrameGrabber, format_time
 
         question = question.strip()
         if not question:
@@ -473,7 +473,8 @@ class Assistant:
                     raise NotReady("a breakpoint question needs a time (at_s)")
                 if not -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S:
                     raise VideoError(
-                        f"{at_s:.1f} s is outside the film (0 to {info.duration_s:.1f} s)"
+                        f"{format_time(at_s)} is outside the film "
+                        f"({format_time(0.0)} to {format_time(info.duration_s)})"
                     )
                 # The player's clock may run a little past the last video frame (the
                 # container can outlast the stream): clamp to the film.
@@ -481,7 +482,7 @@ class Assistant:
                 if not self.covers(at_s):
                     status = self.status()
                     raise NotReady(
-                        f"the assistant has not watched up to {at_s:.1f} s yet "
+                        f"the assistant has not watched up to {format_time(at_s)} yet "
                         f"({status.fragments_done}/{status.fragments_total} fragments encoded)"
                     )
                 t0 = time.perf_counter()

@@ -180,7 +180,7 @@ class FrameGrabber:
         if not math.isfinite(t_s) or t_s < 0 or t_s > duration + _END_SLACK_S:
             raise VideoError(
                 f"{format_time(t_s) if math.isfinite(t_s) else t_s} is outside '{name}' "
-                f"(0:00.0 to {format_time(duration)})."
+                f"({format_time(0.0)} to {format_time(duration)})."
             )
         index = frame_shown_at(self._starts, t_s)
         try:

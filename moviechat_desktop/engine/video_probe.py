@@ -23,6 +23,7 @@ import numpy as np
 
 from moviechat_desktop.engine.errors import VideoDecodeError, VideoError
 from moviechat_desktop.engine.ffprobe import FFprobe
+from moviechat_desktop.timefmt import format_time as clock_time
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,9 @@ class VideoInfo:
 
 
 def format_time(t_s: float) -> str:
-    """``75.25`` → ``"1:15.2"``; ``3725`` → ``"1:02:05.0"``; ``-2`` → ``"-0:02.0"`` (messages)."""
-    sign = "-" if t_s < 0 else ""
-    tenths = round(abs(t_s) * 10)
-    hours, rest = divmod(tenths, 36000)
-    minutes, rest = divmod(rest, 600)
-    seconds = rest / 10
-    if hours:
-        return f"{sign}{hours}:{minutes:02d}:{seconds:04.1f}"
-    return f"{sign}{minutes}:{seconds:04.1f}"
+    """A time in a message, as the player writes it plus tenths, the sign kept:
+    ``75.25`` → ``"01:15.2"``; ``3725`` → ``"01:02:05.0"``; ``-2`` → ``"-00:02.0"``."""
+    return ("-" if t_s < 0 else "") + clock_time(abs(t_s), fraction=True)
 
 
 # --------------------------------------------------------------------------- decord helpers
