@@ -74,6 +74,11 @@ RUN_METRICS: tuple[Metric, ...] = (
     Metric("ui_probe_ticks", "ticks", "UI probe ticks"),
     Metric("ui_encode_s", "s", "UI run: open -> memory ready"),
     Metric("ui_peak_rss_mb", "MiB", "peak RSS during the UI run"),
+    Metric("chat_entries", "entries", "chat: conversation length"),
+    Metric("chat_layout_ms", "ms", "chat: lay the conversation out"),
+    Metric("chat_chunk_max_ms", "ms", "chat: show a streamed chunk (worst)"),
+    Metric("chat_chunk_median_ms", "ms", "chat: show a streamed chunk (median)"),
+    Metric("chat_settle_ms", "ms", "chat: settle a finished answer"),
     Metric("rss_peak_mb", "MiB", "peak RSS (whole run)"),
     Metric("cuda_peak_mb", "MiB", "peak device memory (whole run)", cuda_only=True),
 )

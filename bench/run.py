@@ -214,6 +214,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 run_metrics["ui_peak_rss_mb"] = peaks["rss_peak_mb"]
                 notes.append(f"UI probe ran on {ui_film.name}")
                 notes.extend(ui_notes)
+    if not args.no_ui:
+        from bench import chat_bench
+
+        run_metrics.update(chat_bench.measure_chat())
     run_metrics.update(tracker.run)
     if model_desc is not None and model_desc["frame_tokens"] != [32, 768]:
         notes.append("tiny reference model: engine and answer numbers show the app's overhead")

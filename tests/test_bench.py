@@ -60,6 +60,10 @@ RUN_KEYS = (
     "ui_probe_ticks",
     "ui_encode_s",
     "ui_peak_rss_mb",
+    "chat_layout_ms",
+    "chat_chunk_max_ms",
+    "chat_chunk_median_ms",
+    "chat_settle_ms",
     "rss_peak_mb",
 )
 CUDA_FILM_KEYS = ("cuda_growth_per_frame_kb", "cuda_peak_mb")
@@ -128,6 +132,8 @@ def test_quick_run_records_every_metric(make_video, reference_dir, tmp_path):
     assert metrics["breakpoint_memory_frames"] >= 1
     assert metrics["open_to_ready_s"] >= metrics["encode_s"]
     assert metrics["normalize_share_pct"] <= 100
+    assert run["chat_entries"] == 100
+    assert run["chat_chunk_median_ms"] <= run["chat_chunk_max_ms"]
     assert metrics["rss_peak_mb"] <= run["rss_peak_mb"]
     assert run["ui_probe_ticks"] >= 1
     # memory per frame from the fixture's dims: Q x D float32 raw tokens + merge/8 of a frame

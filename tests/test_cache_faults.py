@@ -102,6 +102,8 @@ class Encoder:
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
+                if not line.endswith("\n"):  # cut short by the kill while printing
+                    break
                 word, _, rest = line.strip().partition(" ")
                 if word == "RESTORED":
                     seen["restored"] = seen["saved"] = int(rest)

@@ -246,6 +246,8 @@ def _run_and_kill(script, env, should_kill, delay_s=0.0):
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
+            if not line.endswith("\n"):  # cut short by the kill while printing
+                break
             word, _, rest = line.strip().partition(" ")
             if word == "APPENDED":
                 last = int(rest)

@@ -61,6 +61,8 @@ def test_reopening_a_film_shows_its_conversation_and_continues_it(
         "And then?",
         q3.question,
     ]
+    # the list follows each saved answer (a signal after the answer's own)
+    qtbot.waitUntil(lambda: second.controller.conversations[0].messages == 6, timeout=5000)
     actions = menu_entries(second)
     assert len(actions) == 1 and actions[0].isChecked()
     assert "Who rides?" in actions[0].text() and "(6 messages)" in actions[0].text()

@@ -9,7 +9,7 @@ view over a ``ChatTranscript``; ``ChatController`` connects it to the model work
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -51,6 +51,9 @@ class ChatPanel(QWidget):
         self._duration = 0.0
         self._paused_mid_film = False
         self._film_open = False
+        # (hours, duration) and the settled entries as laid out in the document
+        self._settled_key: tuple | None = None
+        self._tail_start = 0  # where the entries still changing begin in the document
 
         title = QLabel("<b>Assistant</b>", self)
         self.status_label = QLabel("", self)
@@ -160,19 +163,51 @@ class ChatPanel(QWidget):
             self._render_timer.start()
 
     def render_now(self) -> None:
+        """Show the transcript. Finished entries at the top are laid out once; while an
+        answer streams only the entries from the first unfinished one on are replaced, so a
+        chunk costs the same in a long conversation as in a short one."""
         self._render_timer.stop()
         bar = self.browser.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
-        if self.transcript.entries:
-            html = chat_render.render_transcript(
-                self.transcript.entries, hours=self.hours, duration_s=self._duration or None
-            )
-        else:
-            html = chat_render.EMPTY_CHAT_HTML
-        self.browser.setHtml(html)
+        entries = self.transcript.entries
+        settled = chat_render.settled_count(entries)
+        layout = (self.hours, self._duration)
+        key = tuple((e.id, e.state, e.answer, e.note) for e in entries[:settled])
+        style = {"hours": self.hours, "duration_s": self._duration or None}
+        old = self._settled_key
+        if not entries:
+            self.browser.setHtml(chat_render.EMPTY_CHAT_HTML)
+            self._settled_key = None
+        elif old is not None and old[0] == layout and key[: len(old[1])] == old[1] and old[1]:
+            # the same settled entries, perhaps followed by newly finished ones: lay those out
+            # for good, then replace what is still changing
+            if len(key) > len(old[1]):
+                newly = entries[len(old[1]) : settled]
+                self._replace_tail(chat_render.render_tail(newly, **style, settled=True))
+                self._tail_start = self._document_end()
+                self._settled_key = (layout, key)
+            self._replace_tail(chat_render.render_tail(entries[settled:], **style))
+        else:  # a new conversation, restored entries, another film length: everything anew
+            self.browser.setHtml(chat_render.render_transcript(entries[:settled], **style))
+            self._tail_start = self._document_end()
+            self._settled_key = (layout, key)
+            self._replace_tail(chat_render.render_tail(entries[settled:], **style))
         if at_bottom:
             bar.setValue(bar.maximum())
         self.stop_button.setEnabled(bool(self.transcript.pending()))
+
+    def _document_end(self) -> int:
+        cursor = QTextCursor(self.browser.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        return cursor.position()
+
+    def _replace_tail(self, html: str) -> None:
+        cursor = QTextCursor(self.browser.document())
+        cursor.setPosition(self._tail_start)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        if html:
+            cursor.insertHtml(html)
 
     def clear(self) -> None:
         self.transcript.clear()

@@ -115,6 +115,31 @@ def _answer_html(entry: ChatEntry, duration_s: float | None, behind_another: boo
     )
 
 
+def settled_count(entries: list[ChatEntry]) -> int:
+    """How many entries at the start are finished: their bubbles no longer change."""
+    for index, entry in enumerate(entries):
+        if not entry.finished:
+            return index
+    return len(entries)
+
+
+def render_tail(
+    entries: list[ChatEntry],
+    *,
+    hours: bool = False,
+    duration_s: float | None = None,
+    settled: bool = False,
+) -> str:
+    """Entries that follow the settled ones: each is behind the unfinished ones before it
+    (``settled=True``: entries that have just finished, behind none)."""
+    return "".join(
+        render_entry(
+            e, hours=hours, duration_s=duration_s, behind_another=index > 0 and not settled
+        )
+        for index, e in enumerate(entries)
+    )
+
+
 def render_transcript(
     entries: list[ChatEntry], *, hours: bool = False, duration_s: float | None = None
 ) -> str:
