@@ -2,10 +2,12 @@
 still changing, and the document always reads exactly like a full render."""
 
 import pytest
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QTextBrowser
 
 from moviechat_desktop.ui import chat_render
-from moviechat_desktop.ui.chat_panel import ChatPanel
+from moviechat_desktop.ui.chat_panel import SHOWN_AT_FIRST, ChatPanel
 from moviechat_desktop.ui.chat_transcript import ANSWERING, DONE, FAILED, STOPPED, ChatEntry
 
 
@@ -21,7 +23,9 @@ def full_text(panel) -> str:
     reference = QTextBrowser()
     entries = panel.transcript.entries
     html = (
-        chat_render.render_transcript(entries, hours=panel.hours, duration_s=None)
+        chat_render.render_transcript(
+            entries, hours=panel.hours, duration_s=None, hidden=panel.hidden
+        )
         if entries
         else chat_render.EMPTY_CHAT_HTML
     )
@@ -85,3 +89,35 @@ def test_a_new_layout_or_conversation_renders_everything_again(panel, monkeypatc
     stopped.state = STOPPED
     panel.render_now()
     assert panel.browser.toPlainText() == full_text(panel)
+
+
+def test_a_long_chat_opens_on_its_last_entries_and_shows_earlier_ones_on_request(panel):
+    entries = []
+    for i in range(120):
+        entry = ChatEntry(f"Question number {i}?", answer=f"Answer {i}.", state=DONE)
+        entry.restored = True
+        entries.append(entry)
+    panel.transcript.restore(entries)
+    panel.render_now()
+    text = panel.browser.toPlainText()
+    assert panel.hidden == 120 - SHOWN_AT_FIRST == 90
+    assert "Show 90 earlier questions" in text and text.startswith("Saved conversation")
+    assert "Question number 89?" not in text and "Question number 90?" in text
+    assert text == full_text(panel)
+
+    panel._on_anchor(QUrl(chat_render.MORE_HREF))  # the link, as clicked
+    assert panel.hidden == 60 and "Show 60 earlier questions" in panel.browser.toPlainText()
+    for _ in range(2):
+        panel._on_anchor(QUrl(chat_render.MORE_HREF))
+    text = panel.browser.toPlainText()
+    assert panel.hidden == 0 and "earlier question" not in text
+    assert "Question number 0?" in text and text == full_text(panel)
+
+    live = panel.transcript.add("One more?")  # streaming below still works
+    live.state, live.answer = ANSWERING, "Partly"
+    panel.render_now()
+    assert panel.browser.toPlainText() == full_text(panel)
+    panel.copy_to_clipboard()  # Copy and Export take the whole chat, shown or not
+    assert "> Question number 0?" in QGuiApplication.clipboard().text()
+    panel.clear()
+    assert panel.hidden == 0

@@ -32,6 +32,7 @@ from moviechat_desktop.ui.chat_transcript import (
 from moviechat_desktop.ui.question_edit import QuestionEdit
 
 RENDER_DELAY_MS = 40  # coalesce streamed chunks: at most ~25 re-renders per second
+SHOWN_AT_FIRST = 30  # a long chat opens on its last finished entries; a link shows more
 END_MARGIN_S = 0.5  # paused this close to the end counts as "finished", not "mid-film"
 
 
@@ -54,6 +55,8 @@ class ChatPanel(QWidget):
         # (hours, duration) and the settled entries as laid out in the document
         self._settled_key: tuple | None = None
         self._tail_start = 0  # where the entries still changing begin in the document
+        self._shown_limit = SHOWN_AT_FIRST  # finished entries laid out by a full render
+        self.hidden = 0  # leading entries behind the "show earlier" link
 
         title = QLabel("<b>Assistant</b>", self)
         self.status_label = QLabel("", self)
@@ -178,6 +181,7 @@ class ChatPanel(QWidget):
         if not entries:
             self.browser.setHtml(chat_render.EMPTY_CHAT_HTML)
             self._settled_key = None
+            self.hidden = 0
         elif old is not None and old[0] == layout and key[: len(old[1])] == old[1] and old[1]:
             # the same settled entries, perhaps followed by newly finished ones: lay those out
             # for good, then replace what is still changing
@@ -188,7 +192,10 @@ class ChatPanel(QWidget):
                 self._settled_key = (layout, key)
             self._replace_tail(chat_render.render_tail(entries[settled:], **style))
         else:  # a new conversation, restored entries, another film length: everything anew
-            self.browser.setHtml(chat_render.render_transcript(entries[:settled], **style))
+            self.hidden = max(0, settled - self._shown_limit)
+            self.browser.setHtml(
+                chat_render.render_transcript(entries[:settled], **style, hidden=self.hidden)
+            )
             self._tail_start = self._document_end()
             self._settled_key = (layout, key)
             self._replace_tail(chat_render.render_tail(entries[settled:], **style))
@@ -211,6 +218,13 @@ class ChatPanel(QWidget):
 
     def clear(self) -> None:
         self.transcript.clear()
+        self._shown_limit = SHOWN_AT_FIRST
+        self.render_now()
+
+    def show_earlier(self) -> None:
+        """Lay out up to ``SHOWN_AT_FIRST`` more of the earlier entries."""
+        self._shown_limit += SHOWN_AT_FIRST
+        self._settled_key = None
         self.render_now()
 
     # ------------------------------------------------------------------ status and notices
@@ -235,6 +249,11 @@ class ChatPanel(QWidget):
         QGuiApplication.clipboard().setText(self.to_markdown())
 
     def _on_anchor(self, url: QUrl) -> None:
+        if url.toString() == chat_render.MORE_HREF:
+            bar = self.browser.verticalScrollBar()
+            self.show_earlier()
+            bar.setValue(0)
+            return
         seconds = chat_render.parse_seek_href(url.toString())
         if seconds is not None:
             self.seek_requested.emit(seconds)

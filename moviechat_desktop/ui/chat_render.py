@@ -22,6 +22,7 @@ from moviechat_desktop.ui.chat_transcript import (
 )
 
 SEEK_SCHEME = "seek"
+MORE_HREF = "more:earlier"  # the link that shows earlier entries of a long chat
 
 _QUESTION_BG = "#2d4f7c"
 _ANSWER_BG = "#2b2b30"
@@ -141,8 +142,13 @@ def render_tail(
 
 
 def render_transcript(
-    entries: list[ChatEntry], *, hours: bool = False, duration_s: float | None = None
+    entries: list[ChatEntry],
+    *,
+    hours: bool = False,
+    duration_s: float | None = None,
+    hidden: int = 0,
 ) -> str:
+    """The whole chat; ``hidden`` leading entries are left out behind a "show earlier" link."""
     parts = []
     if entries and entries[0].restored:
         started = entries[0].asked_at.strftime("%Y-%m-%d %H:%M")
@@ -150,7 +156,15 @@ def render_transcript(
             f'<p style="color:{_NOTE_COLOUR}; font-size:small" align="center">'
             f"Saved conversation, started {started} · New chat starts afresh</p>"
         )
+    if hidden:
+        earlier = "1 earlier question" if hidden == 1 else f"{hidden} earlier questions"
+        parts.append(
+            f'<p align="center"><a href="{MORE_HREF}" style="color:{_LINK_COLOUR}">'
+            f"Show {earlier}</a></p>"
+        )
     for index, entry in enumerate(entries):
+        if index < hidden:
+            continue
         behind = any(not e.finished for e in entries[:index])
         parts.append(render_entry(entry, hours=hours, duration_s=duration_s, behind_another=behind))
     return "".join(parts)
