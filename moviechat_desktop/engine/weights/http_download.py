@@ -104,7 +104,7 @@ class _PartFile:
             raise DownloadError(f"cannot write {self.path}: {err}") from err
         try:
             while True:
-                chunk = resp.read(CHUNK)
+                chunk = resp.read1(CHUNK)  # what has arrived: cancel stays prompt on a slow line
                 if not chunk:
                     return
                 try:
