@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -82,6 +84,23 @@ def model_skip_reason(args: argparse.Namespace) -> str | None:
         "question and ~20 GB of RAM; force it with --device cpu). For the engine numbers with "
         "the tiny model use --model-dir tests/data/reference."
     )
+
+
+def measure_startup(settings: AppSettings) -> tuple[dict[str, float], str | None]:
+    """``bench.startup_probe`` in a fresh process (torch not yet imported, as in the app)."""
+    command = [sys.executable, "-m", "bench.startup_probe", "--model-dir"]
+    command += [settings.model.model_dir, "--device", settings.model.device]
+    command += ["--precision", settings.model.precision]
+    root = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1900)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
+        return {}, f"no result ({err})"
+    if result.get("error"):
+        return {}, result["error"]
+    keys = ("startup_ready_s", "ui_max_stall_startup_ms", "ui_stalls_over_budget_startup")
+    return {key: float(result[key]) for key in keys}, None
 
 
 def describe_video(path: Path, info: Any) -> dict[str, Any]:
@@ -218,6 +237,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from bench import chat_bench
 
         run_metrics.update(chat_bench.measure_chat())
+        if model_desc is not None:
+            startup, problem = measure_startup(settings)
+            run_metrics.update(startup)
+            if problem:
+                errors.append(f"startup probe: {problem}")
     run_metrics.update(tracker.run)
     if model_desc is not None and model_desc["frame_tokens"] != [32, 768]:
         notes.append("tiny reference model: engine and answer numbers show the app's overhead")
