@@ -1,9 +1,8 @@
-"""Hugging Face hub files through ``huggingface_hub`` (hub cache, HF_ENDPOINT, login token).
-
-Downloads go through ``hf_hub_download`` / ``snapshot_download`` into the standard hub cache
+"""Hugging Face hub files (hub cache, HF_ENDPOINT, login token) in the standard hub cache
 (``$HF_HUB_CACHE`` or ``$HF_HOME/hub``), so other tools share them. The endpoint and cache dir
 are read from the environment at call time; the token is huggingface_hub's own (``HF_TOKEN`` or
-``hf auth login``) and is never passed through or logged here.
+``hf auth login``, through ``build_hf_headers``): it is sent to the hub's host only (not along
+a redirect to a CDN) and never logged.
 
 Planning (which files, how big, which commit) asks huggingface_hub (dry runs). The bytes are
 fetched by our own resumable ``http_download`` from the file's ``resolve`` URL, straight into
@@ -185,7 +184,7 @@ def _fetch(
     _link(blob, pointer)
     _remember_revision(repo_dir, revision, commit)
     reporter.set(base + metadata.size, file=filename)
-    return HubFile(path=pointer, commit=commit, etag=etag, size=blob.stat().st_size)
+    return HubFile(path=pointer, commit=commit, etag=etag, size=pointer.stat().st_size)
 
 
 def _link(blob: Path, pointer: Path) -> None:
