@@ -38,15 +38,9 @@ def _cache():
     return FilmCache.from_settings(load_settings().cache)
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError  # pragma: no cover
-
-
 def run_status(args: argparse.Namespace) -> int:
+    from moviechat_desktop.engine.weights.manifest import format_bytes as _size
+
     cache = _cache()
     summary = cache.status_summary()
     if args.json:
@@ -67,6 +61,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_clear(args: argparse.Namespace) -> int:
+    from moviechat_desktop.engine.weights.manifest import format_bytes as _size
+
     result = _cache().clear()
     if args.json:
         print(

@@ -185,7 +185,7 @@ def test_clear_memory_cache_asks_first_then_reports(qtbot, make_main_window, bik
         box.button(QMessageBox.StandardButton.Yes).click()
     assert fake.cleared == 1
     message = window.statusBar().currentMessage()
-    assert message == "Memory cache cleared: 2 films forgotten, 3.5 MB freed; 1 in use kept."
+    assert message == "Memory cache cleared: 2 films forgotten, 3.50 MB freed; 1 in use kept."
 
 
 @pytest.mark.slow

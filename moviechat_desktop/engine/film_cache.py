@@ -35,6 +35,7 @@ from moviechat_desktop.engine.atomic_io import CORRUPT_MARK, TMP_SUFFIX
 from moviechat_desktop.engine.cache_entry import HEADER_NAME, CacheEntry, EntryLock
 from moviechat_desktop.engine.fingerprint import canonical_json
 from moviechat_desktop.engine.settings import user_cache_dir
+from moviechat_desktop.engine.weights.manifest import format_bytes
 
 if TYPE_CHECKING:
     from moviechat_desktop.engine.fingerprint import CacheKey
@@ -81,10 +82,6 @@ class ClearResult:
     removed: int
     freed_bytes: int
     kept_in_use: int  # entries another process (or this one) is using
-
-
-def _human(n: int) -> str:
-    return f"{n / GB:.2f} GB" if n >= GB // 100 else f"{n / 1e6:.1f} MB"
 
 
 def _size_of(path: Path) -> int:
@@ -211,8 +208,8 @@ class FilmCache:
             log.warning(
                 "the memory cache holds %s, over its %s limit: the films in use are larger than "
                 "the limit (raise Settings ▸ cache ▸ limit_gb)",
-                _human(total),
-                _human(self.limit_bytes),
+                format_bytes(total),
+                format_bytes(self.limit_bytes),
             )
         return evicted
 

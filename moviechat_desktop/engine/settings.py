@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import tomllib
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -136,10 +135,7 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
         lines.append(f"\n[{section_name}]")
         for key, value in dataclasses.asdict(getattr(settings, section_name)).items():
             lines.append(f"{key} = {_toml_value(value)}")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    from moviechat_desktop.engine.atomic_io import atomic_write
+
+    atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path

@@ -148,8 +148,9 @@ def confirm_clear_cache(window: MainWindow) -> QMessageBox:
 
 def describe_cleared(result) -> str:
     """``ClearResult`` → the status bar's sentence."""
-    freed = result.freed_bytes / 1e6
-    size = f"{freed / 1000:.2f} GB" if freed >= 1000 else f"{freed:.1f} MB"
+    from moviechat_desktop.engine.weights.manifest import format_bytes
+
+    size = format_bytes(result.freed_bytes)
     films = "1 film" if result.removed == 1 else f"{result.removed} films"
     text = f"Memory cache cleared: {films} forgotten, {size} freed"
     if result.kept_in_use:

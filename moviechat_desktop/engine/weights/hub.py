@@ -24,6 +24,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, TypeVar
 
+from moviechat_desktop.engine.atomic_io import atomic_write
 from moviechat_desktop.engine.errors import DownloadError, MovieChatError
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.weights.manifest import Source
@@ -206,9 +207,7 @@ def _remember_revision(repo_dir: Path, revision: str, commit: str) -> None:
     ref = repo_dir / "refs" / revision
     ref.parent.mkdir(parents=True, exist_ok=True)
     if not ref.is_file() or ref.read_text("utf-8").strip() != commit:
-        tmp = ref.with_name(ref.name + ".tmp")
-        tmp.write_text(commit, "utf-8")
-        tmp.replace(ref)
+        atomic_write(ref, commit.encode())
 
 
 def plan_snapshot(source: Source) -> tuple[str, list[PlannedFile]]:

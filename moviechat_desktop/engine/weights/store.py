@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from moviechat_desktop.engine.atomic_io import atomic_write
 from moviechat_desktop.engine.settings import user_cache_dir, user_config_dir
 
 log = logging.getLogger(__name__)
@@ -107,13 +108,7 @@ def read_record(path: Path) -> dict[str, Any]:
 
 def write_record(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def get_entry(path: Path, part_id: str) -> dict[str, Any] | None:
