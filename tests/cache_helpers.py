@@ -89,3 +89,36 @@ def cache_dirs() -> list[Path]:
 
 def corrupt_items() -> list[Path]:
     return [e.path for e in FilmCache().entries() if e.corrupt]
+
+
+def run_and_kill(script: Path, env: dict, on_line, *, delay_s: float = 0.0, stderr: Path):
+    """Run ``script`` in a real process; for each complete line it prints, call
+    ``on_line(word, rest)`` (the first word and the rest); the first time it returns True, wait
+    ``delay_s`` and SIGKILL the process. Lines printed before it died are still read (they tell
+    what it committed); a line cut short by the kill is not. Returns (killed, returncode)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with open(stderr, "a") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=err, text=True, env=env
+        )
+    killed = False
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not line.endswith("\n"):  # cut short by the kill while printing
+                break
+            word, _, rest = line.strip().partition(" ")
+            if on_line(word, rest) and not killed:
+                time.sleep(delay_s)
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return killed, proc.returncode

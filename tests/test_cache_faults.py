@@ -5,9 +5,6 @@ saved before is intact (bit for bit)."""
 import os
 import random
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from cache_helpers import (
     cache_dirs,
     memory_state,
     reference_memory,
+    run_and_kill,
     small_settings,
 )
 
@@ -90,40 +88,24 @@ class Encoder:
         }
 
     def run(self, should_kill, delay_s: float = 0.0, **env) -> dict:
-        with open(self.log, "a") as err:
-            proc = subprocess.Popen(
-                [sys.executable, str(self.script)],
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                env={**self.env, **env},
-            )
         seen = {"restored": None, "saved": None, "killed": False, "midwrite": None}
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if not line.endswith("\n"):  # cut short by the kill while printing
-                    break
-                word, _, rest = line.strip().partition(" ")
-                if word == "RESTORED":
-                    seen["restored"] = seen["saved"] = int(rest)
-                elif word == "SAVED":
-                    seen["saved"] = int(rest)
-                elif word == "MIDWRITE":
-                    seen["midwrite"] = rest
-                if not seen["killed"] and should_kill(word, seen):
-                    time.sleep(delay_s)
-                    proc.send_signal(signal.SIGKILL)
-                    seen["killed"] = True
-                    # keep reading: lines printed before it died tell what it committed
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+
+        def on_line(word: str, rest: str) -> bool:
+            if word == "RESTORED":
+                seen["restored"] = seen["saved"] = int(rest)
+            elif word == "SAVED":
+                seen["saved"] = int(rest)
+            elif word == "MIDWRITE":
+                seen["midwrite"] = rest
+            return should_kill(word, seen)
+
+        killed, returncode = run_and_kill(
+            self.script, {**self.env, **env}, on_line, delay_s=delay_s, stderr=self.log
+        )
+        seen["killed"] = killed
         assert seen["restored"] is not None, self.log.read_text()[-3000:]
-        if seen["killed"]:
-            assert proc.returncode == -signal.SIGKILL
+        if killed:
+            assert returncode == -signal.SIGKILL
         return seen
 
 

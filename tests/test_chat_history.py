@@ -5,12 +5,10 @@ import logging
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from cache_helpers import GREEDY, small_settings
+from cache_helpers import GREEDY, run_and_kill, small_settings
 
 from moviechat_desktop.engine.assistant import Assistant
 from moviechat_desktop.engine.chat_history import (
@@ -48,13 +46,13 @@ def _warnings(caplog):
 
 # --------------------------------------------------------------------------- the file
 def test_messages_round_trip_and_conversations_are_listed(history):
-    assert history.records() == [] and history.latest_conversation_id() is None
+    assert history.records() == [] and history.latest_conversation() == (None, [])
     records = [_record(i) for i in range(4)] + [_record(i, "c2") for i in range(4, 6)]
     records[1] = _record(1, settings={"greedy": True, "max_new_tokens": 8})
     for record in records:
         history.append(record)
     assert history.records() == records
-    assert history.latest_conversation_id() == "c2"
+    assert history.latest_conversation() == ("c2", records[4:])
     c1, c2 = history.conversations()
     assert (c1.id, c1.messages, c1.title) == ("c1", 4, "message 0 é ✓")
     assert (c2.id, c2.messages, c2.started) == ("c2", 2, records[4].timestamp)
@@ -236,31 +234,19 @@ def _text(i):
 
 
 def _run_and_kill(script, env, should_kill, delay_s=0.0):
-    errors = script.with_suffix(".stderr")
-    with open(errors, "a") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=err, text=True, env=env
-        )
+    """Run the append loop, SIGKILL it once ``should_kill(word, last appended)``; the last
+    message it reported appended."""
     last = None
-    killed = False
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if not line.endswith("\n"):  # cut short by the kill while printing
-                break
-            word, _, rest = line.strip().partition(" ")
-            if word == "APPENDED":
-                last = int(rest)
-            if not killed and should_kill(word, last):
-                time.sleep(delay_s)
-                proc.send_signal(signal.SIGKILL)
-                killed = True
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert killed and proc.returncode == -signal.SIGKILL, (last, errors.read_text()[-2000:])
+
+    def on_line(word, rest):
+        nonlocal last
+        if word == "APPENDED":
+            last = int(rest)
+        return should_kill(word, last)
+
+    errors = script.with_suffix(".stderr")
+    killed, returncode = run_and_kill(script, env, on_line, delay_s=delay_s, stderr=errors)
+    assert killed and returncode == -signal.SIGKILL, (last, errors.read_text()[-2000:])
     return last
 
 

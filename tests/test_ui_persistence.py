@@ -241,6 +241,6 @@ def test_new_settings_reopen_the_film_without_repeating_the_chat(
     new.sampling.n_fragments += 1  # a sampling change rebuilds the assistant
     with qtbot.waitSignal(window.worker.conversation_loaded, timeout=10000) as blocker:
         window.apply_settings(new)
-    assert blocker.args[0].reason == "reopened"
+    assert blocker.args[0].reason == "reopened" and blocker.args[0].records == ()
     assert [e.question for e in window.chat.transcript.entries] == ["Before the settings changed?"]
     assert window.controller.conversation_id == blocker.args[0].conversation_id

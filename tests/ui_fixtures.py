@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from moviechat_desktop.engine.assistant import EncodeStatus
-from moviechat_desktop.engine.chat_history import ChatHistory, ChatRecord, new_conversation_id
+from moviechat_desktop.engine.chat_history import ChatRecord, new_conversation_id, summarize
 from moviechat_desktop.engine.errors import NotReady, VideoError, WeightsMissing
 from moviechat_desktop.engine.film_cache import ClearResult
 from moviechat_desktop.engine.progress import CancelToken
@@ -159,9 +159,7 @@ class FakeAssistant:
         return [r for r in self.history.get(self.path or "", []) if r.conversation == wanted]
 
     def conversations(self):
-        history = ChatHistory(Path("unused"))
-        history.records = lambda: list(self.history.get(self.path or "", []))
-        return history.conversations()
+        return summarize(self.history.get(self.path or "", []))
 
     def open_conversation(self, conversation_id: str) -> None:
         if not self.conversation_records(conversation_id):

@@ -152,30 +152,37 @@ class ChatHistory:
 
     def conversations(self) -> list[ConversationSummary]:
         """Every conversation, oldest first."""
-        groups: dict[str, list[ChatRecord]] = {}
-        for record in self.records():
-            groups.setdefault(record.conversation, []).append(record)
-        summaries = []
-        for cid, messages in groups.items():
-            question = next((m.text for m in messages if m.role == "user"), "")
-            title = " ".join(question.split())
-            summaries.append(
-                ConversationSummary(
-                    id=cid,
-                    started=messages[0].timestamp,
-                    updated=messages[-1].timestamp,
-                    messages=len(messages),
-                    title=title if len(title) <= 80 else title[:79] + "…",
-                )
-            )
-        return sorted(summaries, key=lambda s: (s.started, s.id))
+        return summarize(self.records())
 
-    def latest_conversation_id(self) -> str | None:
-        """The conversation with the most recent message (None when there is none)."""
-        latest = None
-        for record in self.records():
-            latest = record.conversation  # appended in time order: the last line wins
-        return latest
+    def latest_conversation(self) -> tuple[str | None, list[ChatRecord]]:
+        """The id and messages of the conversation with the most recent message, from one read
+        (``(None, [])`` when there is none)."""
+        records = self.records()
+        if not records:
+            return None, []
+        latest = records[-1].conversation  # appended in time order: the last line wins
+        return latest, [r for r in records if r.conversation == latest]
+
+
+def summarize(records: list[ChatRecord]) -> list[ConversationSummary]:
+    """The conversations among ``records``, oldest first, as listed to the user."""
+    groups: dict[str, list[ChatRecord]] = {}
+    for record in records:
+        groups.setdefault(record.conversation, []).append(record)
+    summaries = []
+    for cid, messages in groups.items():
+        question = next((m.text for m in messages if m.role == "user"), "")
+        title = " ".join(question.split())
+        summaries.append(
+            ConversationSummary(
+                id=cid,
+                started=messages[0].timestamp,
+                updated=messages[-1].timestamp,
+                messages=len(messages),
+                title=title if len(title) <= 80 else title[:79] + "…",
+            )
+        )
+    return sorted(summaries, key=lambda s: (s.started, s.id))
 
 
 def to_conversation(records: list[ChatRecord]) -> Conversation:

@@ -119,10 +119,8 @@ class FilmStore:
     # ------------------------------------------------------------------ chat history
     def latest_conversation(self) -> tuple[str, list[ChatRecord]]:
         """The id and messages of the film's latest conversation, or a new id and ``[]``."""
-        latest = None if self.history is None else self.history.latest_conversation_id()
-        if latest is None or self.history is None:
-            return new_conversation_id(), []
-        return latest, self.history.conversation(latest)
+        latest, records = (None, []) if self.history is None else self.history.latest_conversation()
+        return (new_conversation_id(), []) if latest is None else (latest, records)
 
     def record(
         self,

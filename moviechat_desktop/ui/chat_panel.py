@@ -51,7 +51,6 @@ class ChatPanel(QWidget):
         self._position = 0.0
         self._duration = 0.0
         self._paused_mid_film = False
-        self._film_open = False
         # (hours, duration) and the settled entries as laid out in the document
         self._settled_key: tuple | None = None
         self._tail_start = 0  # where the entries still changing begin in the document

@@ -82,6 +82,7 @@ class ConversationView:
     ``reason`` says why it was sent: "opened" (the user opened the film), "reopened" (new
     settings reopened it: the chat on screen is already right), "new", "switched" (another
     conversation was chosen) or "updated" (an answer was saved: only the list changed).
+    ``records`` is empty for "reopened" and "updated": the chat on screen already has them.
     """
 
     film_path: str

@@ -180,9 +180,6 @@ class ModelWorker(QThread):
                 self.errored.emit(ErrorReport.from_exception(err))
         self._close_assistant()
 
-    def _has_work(self) -> bool:
-        return bool(self._stopping or self._control or self._questions or self._wants_encode())
-
     def _wants_encode(self) -> bool:
         a = self._assistant
         if a is None or self._film_path is None or self._encode_error is not None:
@@ -252,13 +249,15 @@ class ModelWorker(QThread):
         self._progress.report(status, force=True)
 
     def _report_conversation(self, reason: str) -> None:
-        """Send the open film's conversation (its messages unless ``reason`` is "updated")
-        and the list of its conversations; a history that cannot be read is logged."""
+        """Send the open film's conversation and the list of its conversations; a history that
+        cannot be read is logged. The messages are left out where the chat on screen already
+        shows them (an answer was saved: "updated"; new settings reopened it: "reopened")."""
         a = self._assistant
         if a is None or self._film_path is None:
             return
         try:
-            records = () if reason == "updated" else tuple(a.conversation_records())
+            shown = reason in ("updated", "reopened")
+            records = () if shown else tuple(a.conversation_records())
             listed = tuple(a.conversations())
         except Exception:  # the chat must never stop the player or the encoder
             log.exception("reading the chat history failed")
