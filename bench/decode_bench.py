@@ -15,14 +15,14 @@ import statistics
 import time
 from pathlib import Path
 
-from moviechat_desktop.engine.sampling import SamplingPlan
+from moviechat_desktop.engine.video.sampling import SamplingPlan
 
 log = logging.getLogger(__name__)
 
 
 def _ours(path: Path, plan: SamplingPlan, size: int) -> tuple[float, float]:
     """(total time, of which ``normalize``)."""
-    from moviechat_desktop.engine.video import FrameDecoder, normalize
+    from moviechat_desktop.engine.video.frames import FrameDecoder, normalize
 
     start = time.perf_counter()
     in_normalize = 0.0

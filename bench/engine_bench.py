@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import system
 from moviechat_desktop.engine.assistant import Assistant
-from moviechat_desktop.engine.llm import GenerationSettings
+from moviechat_desktop.engine.model.llm import GenerationSettings
 from moviechat_desktop.engine.settings import AppSettings
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from bench import decode_bench, engine_bench, films, report, system
 from bench.userdirs import BenchDirs
 from moviechat_desktop.engine.errors import MovieChatError
-from moviechat_desktop.engine.llm import GenerationSettings
+from moviechat_desktop.engine.model.llm import GenerationSettings
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 
 log = logging.getLogger("bench")
@@ -128,7 +128,7 @@ def measure_films(
 ) -> tuple[list[dict], list[str]]:
     """Decode numbers for every film, engine numbers too when ``assistant`` is loaded; what
     goes wrong with a film is appended to ``errors`` and the next film is measured."""
-    from moviechat_desktop.engine.video import plan_fragments, probe
+    from moviechat_desktop.engine.video.frames import plan_fragments, probe
 
     out, notes = [], []
     sampling = settings.sampling

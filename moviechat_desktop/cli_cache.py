@@ -32,8 +32,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cache():
-    from moviechat_desktop.engine.film_cache import FilmCache
     from moviechat_desktop.engine.settings import load_settings
+    from moviechat_desktop.engine.store.film_cache import FilmCache
 
     return FilmCache.from_settings(load_settings().cache)
 

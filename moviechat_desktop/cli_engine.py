@@ -120,7 +120,7 @@ def _parse_at(text: str | None) -> float | None:
 def run_ask(args: argparse.Namespace) -> int:
     from moviechat_desktop.engine.assistant import END_SLACK_S
     from moviechat_desktop.engine.errors import VideoError
-    from moviechat_desktop.engine.video_probe import format_time
+    from moviechat_desktop.engine.video.probe import format_time
 
     at_s = _parse_at(args.at)
     if not args.question.strip():

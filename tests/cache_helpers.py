@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from moviechat_desktop.engine.assistant import Assistant
-from moviechat_desktop.engine.film_cache import FilmCache
-from moviechat_desktop.engine.llm import GenerationSettings
-from moviechat_desktop.engine.model import MovieChatModel
+from moviechat_desktop.engine.model.llm import GenerationSettings
+from moviechat_desktop.engine.model.movie_chat import MovieChatModel
 from moviechat_desktop.engine.settings import AppSettings
+from moviechat_desktop.engine.store.film_cache import FilmCache
 
 GREEDY = GenerationSettings(greedy=True, max_new_tokens=8)
 

@@ -4,7 +4,7 @@ import pytest
 
 from moviechat_desktop.engine.assistant import Assistant
 from moviechat_desktop.engine.errors import Cancelled, MovieChatError, NotReady, VideoError
-from moviechat_desktop.engine.llm import GenerationSettings
+from moviechat_desktop.engine.model.llm import GenerationSettings
 from moviechat_desktop.engine.progress import CancelToken
 
 GREEDY = GenerationSettings(greedy=True, max_new_tokens=8)
@@ -137,7 +137,7 @@ def test_breakpoint_frames_come_from_one_reader_per_film(loaded, vtest_avi, monk
     question, and the frame it gives is exactly the one-off ``frame_at``'s."""
     import torch
 
-    from moviechat_desktop.engine import video
+    from moviechat_desktop.engine.video import frames as video
 
     opened = []
     real_open = video.open_reader

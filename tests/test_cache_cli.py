@@ -7,8 +7,8 @@ import pytest
 from cache_helpers import EncoderCounter
 
 from moviechat_desktop.cli import main
-from moviechat_desktop.engine.chat_history import ChatHistory
-from moviechat_desktop.engine.fingerprint import file_fingerprint
+from moviechat_desktop.engine.store.chat_history import ChatHistory
+from moviechat_desktop.engine.store.fingerprint import file_fingerprint
 
 
 @pytest.fixture(scope="module")

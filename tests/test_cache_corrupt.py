@@ -18,7 +18,7 @@ from cache_helpers import (
 )
 
 from moviechat_desktop.engine.assistant import Assistant
-from moviechat_desktop.engine.cache_entry import FRAGMENT_FILE, HEADER_NAME
+from moviechat_desktop.engine.store.cache_entry import FRAGMENT_FILE, HEADER_NAME
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ N_FRAGMENTS = 12
 SCRIPT = r"""
 import itertools, os, time
 import decord  # noqa: F401  (the project's import order: decord before anything else)
-from moviechat_desktop.engine import atomic_io
+from moviechat_desktop.engine.store import atomic_io
 from moviechat_desktop.engine.assistant import Assistant
 from moviechat_desktop.engine.settings import AppSettings
 

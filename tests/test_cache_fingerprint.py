@@ -8,8 +8,10 @@ import shutil
 
 import pytest
 
-from moviechat_desktop.engine.config import ModelConfig
-from moviechat_desktop.engine.fingerprint import (
+from moviechat_desktop.engine.model.config import ModelConfig
+from moviechat_desktop.engine.model.paths import ModelPaths
+from moviechat_desktop.engine.settings import SamplingSettings
+from moviechat_desktop.engine.store.fingerprint import (
     BLOCK_SIZE,
     SAMPLED_BLOCKS,
     CacheKey,
@@ -18,8 +20,6 @@ from moviechat_desktop.engine.fingerprint import (
     sampled_offsets,
     sampling_identity,
 )
-from moviechat_desktop.engine.model_paths import ModelPaths
-from moviechat_desktop.engine.settings import SamplingSettings
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from cache_helpers import cache_dirs, small_settings
 
 from moviechat_desktop.engine.assistant import Assistant
-from moviechat_desktop.engine.film_cache import GB, FilmCache
+from moviechat_desktop.engine.store.film_cache import GB, FilmCache
 
 
 @pytest.fixture(scope="module")

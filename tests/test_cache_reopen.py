@@ -16,8 +16,8 @@ from cache_helpers import (
 )
 
 from moviechat_desktop.engine.assistant import Assistant
-from moviechat_desktop.engine.checkpoint_io import read_checkpoint
-from moviechat_desktop.engine.fingerprint import sampled_offsets
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
+from moviechat_desktop.engine.store.fingerprint import sampled_offsets
 
 
 @pytest.fixture(scope="module")

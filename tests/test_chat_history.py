@@ -11,15 +11,15 @@ import pytest
 from cache_helpers import GREEDY, run_and_kill, small_settings
 
 from moviechat_desktop.engine.assistant import Assistant
-from moviechat_desktop.engine.chat_history import (
+from moviechat_desktop.engine.errors import Cancelled
+from moviechat_desktop.engine.model.llm import GenerationSettings
+from moviechat_desktop.engine.progress import CancelToken
+from moviechat_desktop.engine.store.chat_history import (
     ChatHistory,
     ChatRecord,
     export_markdown,
     to_conversation,
 )
-from moviechat_desktop.engine.errors import Cancelled
-from moviechat_desktop.engine.llm import GenerationSettings
-from moviechat_desktop.engine.progress import CancelToken
 
 
 def _record(i, conversation="c1", **kw):
@@ -205,8 +205,8 @@ def test_keep_history_false_records_nothing(reference_dir, clip):
 SCRIPT = r"""
 import itertools, os, time
 from pathlib import Path
-from moviechat_desktop.engine import atomic_io
-from moviechat_desktop.engine.chat_history import ChatHistory, ChatRecord
+from moviechat_desktop.engine.store import atomic_io
+from moviechat_desktop.engine.store.chat_history import ChatHistory, ChatRecord
 
 pause_at, writes = int(os.environ.get("PAUSE_AT", "0")), itertools.count(1)
 real_write = atomic_io.write_fully
@@ -290,7 +290,7 @@ def test_sigkill_during_appends_loses_at_most_the_message_in_flight(tmp_path, ca
 def test_a_failed_save_is_reported_and_cleared_by_the_next_one(reference_dir, clip, monkeypatch):
     import errno
 
-    from moviechat_desktop.engine.chat_history import ChatHistory
+    from moviechat_desktop.engine.store.chat_history import ChatHistory
 
     assistant = _opened(reference_dir, clip)
     real_append = ChatHistory.append

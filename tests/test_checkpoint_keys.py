@@ -13,15 +13,15 @@ import json
 import pytest
 import torch
 
-from moviechat_desktop.engine.checkpoints import (
+from moviechat_desktop.engine.errors import CheckpointMismatch
+from moviechat_desktop.engine.model.checkpoints import (
     fill_frame_encoder,
     fill_video_qformer,
     llama_checkpoint_keys,
 )
-from moviechat_desktop.engine.config import ModelConfig
-from moviechat_desktop.engine.encoder import FrameEncoder
-from moviechat_desktop.engine.errors import CheckpointMismatch
-from moviechat_desktop.engine.video_qformer import VideoQFormer
+from moviechat_desktop.engine.model.config import ModelConfig
+from moviechat_desktop.engine.model.encoder import FrameEncoder
+from moviechat_desktop.engine.model.video_qformer import VideoQFormer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64}
 
@@ -123,7 +123,7 @@ def test_vicuna_keys_fit_modern_llama(sections):
 
 # ---------------------------------------------------------------- EVA loader behaviour (tiny)
 def _tiny_states(reference_dir):
-    from moviechat_desktop.engine.checkpoint_io import read_checkpoint
+    from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
 
     config = ModelConfig.from_reference_json(reference_dir / "tiny_config.json")
     eva = read_checkpoint(reference_dir / "tiny_eva_vit.pth")

@@ -8,15 +8,15 @@ import math
 import pytest
 import torch
 
-from moviechat_desktop.engine import device as dev
-from moviechat_desktop.engine.device import (
+from moviechat_desktop.engine.errors import OutOfGpuMemory
+from moviechat_desktop.engine.model import device as dev
+from moviechat_desktop.engine.model.device import (
     choose_precision,
     detect_device_choice,
     oom_guard,
     oom_guarded,
     required_vram_bytes,
 )
-from moviechat_desktop.engine.errors import OutOfGpuMemory
 
 GIB = 2**30
 SIZES_GIB = (0, 6, 8, 12, 16, 24, 80)

@@ -12,23 +12,23 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from moviechat_desktop.engine.checkpoints import load_frame_encoder, load_video_qformer
-from moviechat_desktop.engine.config import ModelConfig
-from moviechat_desktop.engine.encoder import FrameEncoder
 from moviechat_desktop.engine.errors import Cancelled, CheckpointMismatch, OutOfGpuMemory
-from moviechat_desktop.engine.llm import (
+from moviechat_desktop.engine.model.checkpoints import load_frame_encoder, load_video_qformer
+from moviechat_desktop.engine.model.config import ModelConfig
+from moviechat_desktop.engine.model.encoder import FrameEncoder
+from moviechat_desktop.engine.model.llm import (
     Conversation,
     GenerationSettings,
     LanguageModel,
     left_truncate,
     postprocess,
 )
-from moviechat_desktop.engine.model import MovieChatModel
-from moviechat_desktop.engine.model_paths import ModelPaths
+from moviechat_desktop.engine.model.movie_chat import MovieChatModel
+from moviechat_desktop.engine.model.paths import ModelPaths
+from moviechat_desktop.engine.model.streaming import AnswerStream, visible_text
+from moviechat_desktop.engine.model.tokenizer import ByteTokenizer, HFTokenizer, load_tokenizer
+from moviechat_desktop.engine.model.video_qformer import VideoQFormer
 from moviechat_desktop.engine.progress import CancelToken
-from moviechat_desktop.engine.streaming import AnswerStream, visible_text
-from moviechat_desktop.engine.tokenizer import ByteTokenizer, HFTokenizer, load_tokenizer
-from moviechat_desktop.engine.video_qformer import VideoQFormer
 
 
 # ---------------------------------------------------------------- fakes

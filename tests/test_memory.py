@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from moviechat_desktop.engine.config import MemoryConfig
 from moviechat_desktop.engine.errors import CacheError, NotReady
-from moviechat_desktop.engine.memory import FilmMemory, consolidate
+from moviechat_desktop.engine.memory.film_memory import FilmMemory, consolidate
+from moviechat_desktop.engine.model.config import MemoryConfig
 
 
 def frames_from(values: list[float], q: int = 2, d: int = 3) -> torch.Tensor:

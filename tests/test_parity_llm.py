@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from moviechat_desktop.engine.llm import Conversation, GenerationSettings
-from moviechat_desktop.engine.memory import consolidate
-from moviechat_desktop.engine.model import MovieChatModel
-from moviechat_desktop.engine.model_paths import ModelPaths
-from moviechat_desktop.engine.streaming import AnswerStream
-from moviechat_desktop.engine.tokenizer import ByteTokenizer
+from moviechat_desktop.engine.memory.film_memory import consolidate
+from moviechat_desktop.engine.model.llm import Conversation, GenerationSettings
+from moviechat_desktop.engine.model.movie_chat import MovieChatModel
+from moviechat_desktop.engine.model.paths import ModelPaths
+from moviechat_desktop.engine.model.streaming import AnswerStream
+from moviechat_desktop.engine.model.tokenizer import ByteTokenizer
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 

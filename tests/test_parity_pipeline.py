@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from moviechat_desktop.engine.config import ModelConfig
-from moviechat_desktop.engine.memory import consolidate
-from moviechat_desktop.engine.model import MovieChatModel
-from moviechat_desktop.engine.model_paths import ModelPaths
-from moviechat_desktop.engine.positions import hierarchical_position_table
+from moviechat_desktop.engine.memory.film_memory import consolidate
+from moviechat_desktop.engine.model.config import ModelConfig
+from moviechat_desktop.engine.model.movie_chat import MovieChatModel
+from moviechat_desktop.engine.model.paths import ModelPaths
+from moviechat_desktop.engine.model.positions import hierarchical_position_table
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from moviechat_desktop.engine.preprocess import (
+from moviechat_desktop.engine.video.preprocess import (
     MEAN,
     STD,
     normalize,

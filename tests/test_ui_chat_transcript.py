@@ -139,7 +139,7 @@ def test_history_survives_a_damaged_file(tmp_path, content):
 
 
 def test_saved_messages_become_entries_and_an_unanswered_question_says_so():
-    from moviechat_desktop.engine.chat_history import ChatRecord
+    from moviechat_desktop.engine.store.chat_history import ChatRecord
     from moviechat_desktop.ui.chat_transcript import DONE, STOPPED, entries_from_records
 
     def record(role, text, mode="global", at_s=None, t=1_700_000_000.0):

@@ -17,9 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from moviechat_desktop.engine import ffprobe, video_probe
 from moviechat_desktop.engine.errors import VideoDecodeError, VideoError
-from moviechat_desktop.engine.video import (
+from moviechat_desktop.engine.video import ffprobe
+from moviechat_desktop.engine.video import probe as video_probe
+from moviechat_desktop.engine.video.frames import (
     FrameDecoder,
     VideoInfo,
     frame_at,

@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_weights_fakehub import LLAMA_REPO, VIDEO_REPO
 
-from moviechat_desktop.engine.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.errors import Cancelled, DownloadError, WeightsCorrupt, WeightsMissing
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.weights import (
     download_weights,

@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
-from moviechat_desktop.engine.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsCorrupt, WeightsMissing
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.settings import user_config_dir
 from moviechat_desktop.engine.weights import (
     forget_imports,

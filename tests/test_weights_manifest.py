@@ -8,7 +8,7 @@ from importlib.resources import files
 import pytest
 
 from moviechat_desktop.engine.errors import MovieChatError
-from moviechat_desktop.engine.model_paths import ModelPaths
+from moviechat_desktop.engine.model.paths import ModelPaths
 from moviechat_desktop.engine.weights import MANIFEST_ENV, format_bytes, load_manifest
 
 

@@ -7,7 +7,7 @@ import torch
 from test_weights_fakehub import go_online, serve, use_tiny_manifest
 
 from moviechat_desktop.engine.errors import WeightsMissing
-from moviechat_desktop.engine.model_paths import ModelPaths
+from moviechat_desktop.engine.model.paths import ModelPaths
 from moviechat_desktop.engine.weights import download_weights, resolve_model_paths
 
 
@@ -29,7 +29,7 @@ def test_shipped_manifest_with_nothing_installed_names_every_part():
 
 
 def test_downloaded_weights_load_like_the_reference_set(online, reference_dir):
-    from moviechat_desktop.engine.model import MovieChatModel
+    from moviechat_desktop.engine.model.movie_chat import MovieChatModel
 
     download_weights()
     paths = resolve_model_paths()

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from moviechat_desktop.engine.assistant import EncodeStatus
-from moviechat_desktop.engine.chat_history import ChatRecord, new_conversation_id, summarize
 from moviechat_desktop.engine.errors import NotReady, VideoError, WeightsMissing
-from moviechat_desktop.engine.film_cache import ClearResult
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings
+from moviechat_desktop.engine.store.chat_history import ChatRecord, new_conversation_id, summarize
+from moviechat_desktop.engine.store.film_cache import ClearResult
 
 TEST_FRAGMENTS = 8  # fragments per film in UI tests (the product default is 128)
 
@@ -98,7 +98,7 @@ class FakeAssistant:
         self.model_loaded = True
 
     def open(self, path):
-        from moviechat_desktop.engine.video_probe import probe
+        from moviechat_desktop.engine.video.probe import probe
 
         self._touch()
         info = probe(path)
@@ -282,7 +282,9 @@ def _throttled(assistant_class, step_delay_s: float, chunk_delay_s: float):
 def tiny_maker(reference_dir):
     """``tiny_maker(step_delay_s=0, chunk_delay_s=0, n_fragments=8)`` → a ``make_assistant``
     building the REAL engine Assistant on the tiny reference model (CPU, float32)."""
-    pytest.importorskip("moviechat_desktop.engine.model", reason="engine model not built yet")
+    pytest.importorskip(
+        "moviechat_desktop.engine.model.movie_chat", reason="engine model not built yet"
+    )
 
     def factory(step_delay_s: float = 0.0, chunk_delay_s: float = 0.0, n_fragments: int = 8):
         def make(settings):

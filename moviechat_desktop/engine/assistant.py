@@ -28,15 +28,15 @@ from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.chat_history import ChatRecord, ConversationSummary
-    from moviechat_desktop.engine.device import DeviceChoice
-    from moviechat_desktop.engine.film_cache import ClearResult
-    from moviechat_desktop.engine.film_store import FilmStore
-    from moviechat_desktop.engine.llm import Conversation, GenerationSettings
-    from moviechat_desktop.engine.memory import FilmMemory
-    from moviechat_desktop.engine.model import MovieChatModel
-    from moviechat_desktop.engine.model_paths import ModelPaths
-    from moviechat_desktop.engine.video import (
+    from moviechat_desktop.engine.memory.film_memory import FilmMemory
+    from moviechat_desktop.engine.model.device import DeviceChoice
+    from moviechat_desktop.engine.model.llm import Conversation, GenerationSettings
+    from moviechat_desktop.engine.model.movie_chat import MovieChatModel
+    from moviechat_desktop.engine.model.paths import ModelPaths
+    from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
+    from moviechat_desktop.engine.store.film_cache import ClearResult
+    from moviechat_desktop.engine.store.film_store import FilmStore
+    from moviechat_desktop.engine.video.frames import (
         FrameDecoder,
         FrameGrabber,
         SamplingPlan,
@@ -137,8 +137,8 @@ class Assistant:
         """Load the model (slow). Raises ``WeightsMissing`` when no weights are installed."""
         if self._model is not None:
             return
-        from moviechat_desktop.engine.device import detect_device_choice
-        from moviechat_desktop.engine.model import MovieChatModel
+        from moviechat_desktop.engine.model.device import detect_device_choice
+        from moviechat_desktop.engine.model.movie_chat import MovieChatModel
 
         start = time.perf_counter()
         paths = self._resolve_paths()
@@ -159,7 +159,7 @@ class Assistant:
 
     def _resolve_paths(self) -> ModelPaths:
         """Where the weights are (cheap: no loading). ``WeightsMissing``/``WeightsCorrupt``."""
-        from moviechat_desktop.engine.model_paths import ModelPaths
+        from moviechat_desktop.engine.model.paths import ModelPaths
 
         if self._model_paths is not None:
             return self._model_paths
@@ -176,7 +176,7 @@ class Assistant:
 
     def open(self, path: str | Path) -> VideoInfo:
         """Probe ``path`` and prepare an empty memory for it. Raises ``VideoError``."""
-        from moviechat_desktop.engine.video import plan_fps, plan_fragments, probe
+        from moviechat_desktop.engine.video.frames import plan_fps, plan_fragments, probe
 
         info = probe(path)
         sampling = self.settings.sampling
@@ -217,7 +217,7 @@ class Assistant:
     def _require_memory(self) -> FilmMemory:
         """The film's memory, created on first use (it needs the model's memory settings)."""
         if self._memory is None:
-            from moviechat_desktop.engine.memory import FilmMemory
+            from moviechat_desktop.engine.memory.film_memory import FilmMemory
 
             self._require_film()
             self._memory = FilmMemory(self.model.config.memory)
@@ -226,8 +226,8 @@ class Assistant:
     # ------------------------------------------------------------------ persistence
     def _open_store(self, info: VideoInfo) -> None:
         """Fingerprint the film, restore its cached memory and its latest conversation."""
-        from moviechat_desktop.engine.chat_history import to_conversation
-        from moviechat_desktop.engine.film_store import FilmStore
+        from moviechat_desktop.engine.store.chat_history import to_conversation
+        from moviechat_desktop.engine.store.film_store import FilmStore
 
         self._store = FilmStore(info.path, keep_history=self.keep_history)
         self._attach_cache()
@@ -235,8 +235,8 @@ class Assistant:
         self._conversation = to_conversation(records)
 
     def _attach_cache(self) -> None:
-        from moviechat_desktop.engine.film_store import encoder_identity
-        from moviechat_desktop.engine.memory import FilmMemory
+        from moviechat_desktop.engine.memory.film_memory import FilmMemory
+        from moviechat_desktop.engine.store.film_store import encoder_identity
 
         if not self.use_cache or self._store is None or self._plan is None:
             return
@@ -309,7 +309,7 @@ class Assistant:
 
     def open_conversation(self, conversation_id: str) -> None:
         """Continue an earlier conversation of the open film (its follow-ups build on it)."""
-        from moviechat_desktop.engine.chat_history import to_conversation
+        from moviechat_desktop.engine.store.chat_history import to_conversation
 
         records = self.conversation_records(conversation_id)
         if not records:
@@ -318,14 +318,14 @@ class Assistant:
 
     def export_markdown(self, conversation_id: str | None = None) -> str:
         """A conversation of the open film as Markdown (default: the current one)."""
-        from moviechat_desktop.engine.chat_history import export_markdown
+        from moviechat_desktop.engine.store.chat_history import export_markdown
 
         video, _ = self._require_film()
         return export_markdown(self.conversation_records(conversation_id), video.path.name)
 
     def clear_cache(self) -> ClearResult:
         """Delete every cached memory no process is using (the open film's entry is kept)."""
-        from moviechat_desktop.engine.film_cache import FilmCache
+        from moviechat_desktop.engine.store.film_cache import FilmCache
 
         return FilmCache.from_settings(self.settings.cache).clear()
 
@@ -359,7 +359,7 @@ class Assistant:
 
     def encode_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
         """Encode the next fragment not yet in memory; return the new status."""
-        from moviechat_desktop.engine.video import FrameDecoder, normalize
+        from moviechat_desktop.engine.video.frames import FrameDecoder, normalize
 
         info, plan = self._require_film()
         index = self._next_fragment()
@@ -410,8 +410,8 @@ class Assistant:
     # ------------------------------------------------------------------ questions
     def new_conversation(self) -> None:
         """Start a new conversation; earlier ones stay in the film's history."""
-        from moviechat_desktop.engine.chat_history import new_conversation_id
-        from moviechat_desktop.engine.llm import Conversation
+        from moviechat_desktop.engine.model.llm import Conversation
+        from moviechat_desktop.engine.store.chat_history import new_conversation_id
 
         self._conversation = Conversation()
         self._conversation_id = new_conversation_id()
@@ -424,7 +424,7 @@ class Assistant:
         return self._conversation
 
     def generation_settings(self) -> GenerationSettings:
-        from moviechat_desktop.engine.llm import GenerationSettings
+        from moviechat_desktop.engine.model.llm import GenerationSettings
 
         g = self.settings.generation
         return GenerationSettings(
@@ -450,7 +450,7 @@ class Assistant:
         """
         import torch
 
-        from moviechat_desktop.engine.video import FrameGrabber, format_time
+        from moviechat_desktop.engine.video.frames import FrameGrabber, format_time
 
         question = question.strip()
         if not question:

@@ -62,11 +62,20 @@ class CacheSettings:
 
 
 @dataclass
+class DialogueSettings:
+    enabled: bool = True  # put the film's dialogue (subtitles or speech) into the prompts
+    source: str = "auto"  # "auto" | "file" | "sidecar" | "embedded" | "speech" | "none"
+    speech_model: str = "small"  # faster-whisper model size for speech recognition
+    language: str = "auto"  # speech language ("auto": detected), e.g. "en"
+
+
+@dataclass
 class AppSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     generation: GenerationDefaults = field(default_factory=GenerationDefaults)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    dialogue: DialogueSettings = field(default_factory=DialogueSettings)
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(AppSettings)}
@@ -135,7 +144,7 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
         lines.append(f"\n[{section_name}]")
         for key, value in dataclasses.asdict(getattr(settings, section_name)).items():
             lines.append(f"{key} = {_toml_value(value)}")
-    from moviechat_desktop.engine.atomic_io import atomic_write
+    from moviechat_desktop.engine.store.atomic_io import atomic_write
 
     atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from moviechat_desktop.timefmt import format_time
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.chat_history import ChatRecord
+    from moviechat_desktop.engine.store.chat_history import ChatRecord
 
 GLOBAL = "global"
 BREAKPOINT = "breakpoint"

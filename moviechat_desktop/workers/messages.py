@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from moviechat_desktop.engine.chat_history import ChatRecord, ConversationSummary
 from moviechat_desktop.engine.errors import (
     Busy,
     Cancelled,
@@ -19,6 +18,7 @@ from moviechat_desktop.engine.errors import (
     WeightsCorrupt,
     WeightsMissing,
 )
+from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ ProbeFunction = Callable[[str], Any]
 def engine_probe(path: str) -> Any:
     """The engine's ``probe`` (re-exported by ``engine.video``), imported lazily from
     ``engine.video_probe`` so that validating a file never has to import torch."""
-    from moviechat_desktop.engine.video_probe import probe
+    from moviechat_desktop.engine.video.probe import probe
 
     return probe(path)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from moviechat_desktop.engine.checkpoint_io import read_checkpoint
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.weights.store import fsync_replace
 
 if TYPE_CHECKING:

@@ -24,9 +24,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, TypeVar
 
-from moviechat_desktop.engine.atomic_io import atomic_write
 from moviechat_desktop.engine.errors import DownloadError, MovieChatError
 from moviechat_desktop.engine.progress import CancelToken
+from moviechat_desktop.engine.store.atomic_io import atomic_write
 from moviechat_desktop.engine.weights.manifest import Source
 from moviechat_desktop.engine.weights.store import hub_cache_dir
 from moviechat_desktop.engine.weights.transfer import ByteReporter

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moviechat_desktop.engine.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.errors import (
     CheckpointMismatch,
     UnsafeCheckpoint,
     WeightsCorrupt,
     WeightsMissing,
 )
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.weights.convert import save_safetensors
 from moviechat_desktop.engine.weights.http_download import hash_file

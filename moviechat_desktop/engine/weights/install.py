@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from moviechat_desktop.engine.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.errors import (
     CheckpointMismatch,
     DownloadError,
     UnsafeCheckpoint,
     WeightsCorrupt,
 )
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.weights import hub
 from moviechat_desktop.engine.weights.convert import save_safetensors

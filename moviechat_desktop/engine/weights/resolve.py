@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moviechat_desktop.engine.errors import WeightsCorrupt, WeightsMissing
-from moviechat_desktop.engine.model_paths import ModelPaths
+from moviechat_desktop.engine.model.paths import ModelPaths
 from moviechat_desktop.engine.weights.manifest import (
     Manifest,
     WeightPart,

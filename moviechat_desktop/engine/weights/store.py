@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from moviechat_desktop.engine.atomic_io import atomic_write
 from moviechat_desktop.engine.settings import user_cache_dir, user_config_dir
+from moviechat_desktop.engine.store.atomic_io import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from moviechat_desktop.engine.errors import VideoDecodeError, VideoError
-from moviechat_desktop.engine.ffprobe import FFprobe
+from moviechat_desktop.engine.video.ffprobe import FFprobe
 from moviechat_desktop.timefmt import format_time as clock_time
 
 log = logging.getLogger(__name__)

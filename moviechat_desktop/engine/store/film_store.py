@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moviechat_desktop.engine.chat_history import ChatHistory, ChatRecord, new_conversation_id
-from moviechat_desktop.engine.fingerprint import (
+from moviechat_desktop.engine.store.chat_history import ChatHistory, ChatRecord, new_conversation_id
+from moviechat_desktop.engine.store.fingerprint import (
     CacheKey,
     file_fingerprint,
     model_identity,
@@ -21,13 +21,13 @@ from moviechat_desktop.engine.fingerprint import (
 )
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.cache_entry import CacheEntry
-    from moviechat_desktop.engine.config import ModelConfig
-    from moviechat_desktop.engine.memory import FilmMemory
-    from moviechat_desktop.engine.model import MovieChatModel
-    from moviechat_desktop.engine.model_paths import ModelPaths
-    from moviechat_desktop.engine.sampling import SamplingPlan
+    from moviechat_desktop.engine.memory.film_memory import FilmMemory
+    from moviechat_desktop.engine.model.config import ModelConfig
+    from moviechat_desktop.engine.model.movie_chat import MovieChatModel
+    from moviechat_desktop.engine.model.paths import ModelPaths
     from moviechat_desktop.engine.settings import CacheSettings, ModelSettings, SamplingSettings
+    from moviechat_desktop.engine.store.cache_entry import CacheEntry
+    from moviechat_desktop.engine.video.sampling import SamplingPlan
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,12 @@ def encoder_identity(
     ``load_model`` will pick on this machine, so a film's cache is found before the (slow)
     model load. ``OSError`` / ``MovieChatError`` when the weights are not there.
     """
-    from moviechat_desktop.engine.config import ModelConfig
+    from moviechat_desktop.engine.model.config import ModelConfig
 
     if model is not None:
         config, dtype_name = model.config, str(model.dtype).removeprefix("torch.")
     else:
-        from moviechat_desktop.engine.device import detect_device_choice
+        from moviechat_desktop.engine.model.device import detect_device_choice
 
         config = (
             ModelConfig.real()
@@ -84,7 +84,7 @@ class FilmStore:
     ) -> None:
         """Open the cache entry for this film with ``model`` identity and restore ``memory``
         from it (replacing what ``memory`` held only when the entry holds fragments)."""
-        from moviechat_desktop.engine.film_cache import FilmCache
+        from moviechat_desktop.engine.store.film_cache import FilmCache
 
         if self.film_id is None:
             return

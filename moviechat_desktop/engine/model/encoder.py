@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from moviechat_desktop.engine.config import QFormerConfig, VisionConfig
+from moviechat_desktop.engine.model.config import QFormerConfig, VisionConfig
 
 
 def build_qformer(cfg: QFormerConfig) -> nn.Module:

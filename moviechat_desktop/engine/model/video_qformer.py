@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from moviechat_desktop.engine.config import QFormerConfig
-from moviechat_desktop.engine.encoder import build_qformer
+from moviechat_desktop.engine.model.config import QFormerConfig
+from moviechat_desktop.engine.model.encoder import build_qformer
 
 
 class VideoQFormer(nn.Module):

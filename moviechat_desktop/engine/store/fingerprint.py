@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.config import ModelConfig
-    from moviechat_desktop.engine.model_paths import ModelPaths
+    from moviechat_desktop.engine.model.config import ModelConfig
+    from moviechat_desktop.engine.model.paths import ModelPaths
     from moviechat_desktop.engine.settings import SamplingSettings
 
 BLOCK_SIZE = 64 * 1024

@@ -14,27 +14,27 @@ from typing import Any
 
 import torch
 
-from moviechat_desktop.engine.checkpoints import (
+from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsMissing
+from moviechat_desktop.engine.model.checkpoints import (
     check_llama_loading,
     load_frame_encoder,
     load_video_qformer,
 )
-from moviechat_desktop.engine.config import ModelConfig
-from moviechat_desktop.engine.device import oom_guard
-from moviechat_desktop.engine.encoder import FrameEncoder
-from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsMissing
-from moviechat_desktop.engine.llm import (
+from moviechat_desktop.engine.model.config import ModelConfig
+from moviechat_desktop.engine.model.device import oom_guard
+from moviechat_desktop.engine.model.encoder import FrameEncoder
+from moviechat_desktop.engine.model.llm import (
     Conversation,
     GenerationSettings,
     LanguageModel,
     left_truncate,
 )
-from moviechat_desktop.engine.model_paths import ModelPaths
-from moviechat_desktop.engine.positions import hierarchical_position_table
+from moviechat_desktop.engine.model.paths import ModelPaths
+from moviechat_desktop.engine.model.positions import hierarchical_position_table
+from moviechat_desktop.engine.model.streaming import AnswerStream
+from moviechat_desktop.engine.model.tokenizer import load_tokenizer
+from moviechat_desktop.engine.model.video_qformer import VideoQFormer
 from moviechat_desktop.engine.progress import CancelToken
-from moviechat_desktop.engine.streaming import AnswerStream
-from moviechat_desktop.engine.tokenizer import load_tokenizer
-from moviechat_desktop.engine.video_qformer import VideoQFormer
 
 log = logging.getLogger(__name__)
 

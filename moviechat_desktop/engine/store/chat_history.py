@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moviechat_desktop.engine.atomic_io import append_line
 from moviechat_desktop.engine.settings import user_data_dir
+from moviechat_desktop.engine.store.atomic_io import append_line
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.llm import Conversation
+    from moviechat_desktop.engine.model.llm import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def summarize(records: list[ChatRecord]) -> list[ConversationSummary]:
 def to_conversation(records: list[ChatRecord]) -> Conversation:
     """The prompt-side ``Conversation`` of ``records``: each question with the answer that
     follows it; a question left unanswered (stopped, failed, crashed) is not part of it."""
-    from moviechat_desktop.engine.llm import Conversation
+    from moviechat_desktop.engine.model.llm import Conversation
 
     conversation = Conversation()
     question: str | None = None

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moviechat_desktop.engine.atomic_io import CORRUPT_MARK, atomic_write, move_aside
 from moviechat_desktop.engine.errors import CacheError
-from moviechat_desktop.engine.fingerprint import canonical_json
+from moviechat_desktop.engine.store.atomic_io import CORRUPT_MARK, atomic_write, move_aside
+from moviechat_desktop.engine.store.fingerprint import canonical_json
 
 try:  # POSIX; elsewhere entries are not locked (one app instance is the norm there)
     import fcntl
@@ -28,8 +28,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.fingerprint import CacheKey
-    from moviechat_desktop.engine.memory import FilmMemory
+    from moviechat_desktop.engine.memory.film_memory import FilmMemory
+    from moviechat_desktop.engine.store.fingerprint import CacheKey
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class CacheEntry:
 
     # ------------------------------------------------------------------ header
     def _fresh_header(self) -> dict[str, Any]:
-        from moviechat_desktop.engine.memory import STATE_VERSION
+        from moviechat_desktop.engine.memory.film_memory import STATE_VERSION
 
         now = time.time()
         return {
@@ -118,7 +118,7 @@ class CacheEntry:
         }
 
     def _header_problem(self, header: Any) -> str | None:
-        from moviechat_desktop.engine.memory import STATE_VERSION
+        from moviechat_desktop.engine.memory.film_memory import STATE_VERSION
 
         if not isinstance(header, dict):
             return "its header is not a JSON object"

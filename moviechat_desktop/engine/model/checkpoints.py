@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from moviechat_desktop.engine.checkpoint_io import read_checkpoint
-from moviechat_desktop.engine.config import VisionConfig
-from moviechat_desktop.engine.encoder import FrameEncoder
 from moviechat_desktop.engine.errors import CheckpointMismatch
-from moviechat_desktop.engine.video_qformer import VideoQFormer
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
+from moviechat_desktop.engine.model.config import VisionConfig
+from moviechat_desktop.engine.model.encoder import FrameEncoder
+from moviechat_desktop.engine.model.video_qformer import VideoQFormer
 
 log = logging.getLogger(__name__)
 

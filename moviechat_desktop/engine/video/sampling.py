@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.video_probe import VideoInfo
+    from moviechat_desktop.engine.video.probe import VideoInfo
 
 
 def _slack(t_s: float) -> float:

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from moviechat_desktop.engine.config import MemoryConfig
-from moviechat_desktop.engine.consolidation import Consolidated, MergeStep, consolidate
 from moviechat_desktop.engine.errors import CacheError, NotReady
+from moviechat_desktop.engine.memory.consolidation import Consolidated, MergeStep, consolidate
+from moviechat_desktop.engine.model.config import MemoryConfig
 
 __all__ = ["Consolidated", "FilmMemory", "Fragment", "MergeStep", "consolidate"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from moviechat_desktop.engine.tokenizer import TextTokenizer
+from moviechat_desktop.engine.model.tokenizer import TextTokenizer
 
 SYSTEM_PROMPT = (
     "You are able to understand the visual content that the user provides."

@@ -17,9 +17,14 @@ from collections.abc import Iterator
 import torch
 
 from moviechat_desktop.engine.errors import Cancelled
-from moviechat_desktop.engine.llm import STOP_STRING, GenerationSettings, LanguageModel, postprocess
+from moviechat_desktop.engine.model.llm import (
+    STOP_STRING,
+    GenerationSettings,
+    LanguageModel,
+    postprocess,
+)
+from moviechat_desktop.engine.model.tokenizer import TextTokenizer
 from moviechat_desktop.engine.progress import CancelToken
-from moviechat_desktop.engine.tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
 _END = None  # queue sentinel

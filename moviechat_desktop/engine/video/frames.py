@@ -19,27 +19,27 @@ from typing import Any
 import torch
 
 from moviechat_desktop.engine.errors import VideoDecodeError, VideoError
-from moviechat_desktop.engine.preprocess import (
+from moviechat_desktop.engine.video.preprocess import (
     MEAN,
     STD,
     normalize,
     preprocess_image,
     resize_bicubic,
 )
-from moviechat_desktop.engine.sampling import (
-    Fragment,
-    SamplingPlan,
-    frame_shown_at,
-    plan_fps,
-    plan_fragments,
-)
-from moviechat_desktop.engine.video_probe import (
+from moviechat_desktop.engine.video.probe import (
     VideoInfo,
     decord_errors,
     format_time,
     open_reader,
     probe,
     read_timeline,
+)
+from moviechat_desktop.engine.video.sampling import (
+    Fragment,
+    SamplingPlan,
+    frame_shown_at,
+    plan_fps,
+    plan_fragments,
 )
 
 __all__ = [

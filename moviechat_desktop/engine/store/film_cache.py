@@ -31,16 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moviechat_desktop.engine.atomic_io import CORRUPT_MARK, TMP_SUFFIX
-from moviechat_desktop.engine.cache_entry import HEADER_NAME, CacheEntry, EntryLock
-from moviechat_desktop.engine.fingerprint import canonical_json
 from moviechat_desktop.engine.settings import user_cache_dir
+from moviechat_desktop.engine.store.atomic_io import CORRUPT_MARK, TMP_SUFFIX
+from moviechat_desktop.engine.store.cache_entry import HEADER_NAME, CacheEntry, EntryLock
+from moviechat_desktop.engine.store.fingerprint import canonical_json
 from moviechat_desktop.engine.weights.manifest import format_bytes
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.fingerprint import CacheKey
-    from moviechat_desktop.engine.sampling import SamplingPlan
     from moviechat_desktop.engine.settings import CacheSettings
+    from moviechat_desktop.engine.store.fingerprint import CacheKey
+    from moviechat_desktop.engine.video.sampling import SamplingPlan
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""A film's MovieChat memory: short-term frames, consolidation, long-term memory."""

@@ -1,0 +1,1 @@
+"""The MovieChat model: frame encoder, video Q-Former, Vicuna decoder, weights mapping."""

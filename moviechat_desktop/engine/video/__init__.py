@@ -1,0 +1,1 @@
+"""Video input: probe a film, plan its frames, decode and preprocess them."""
