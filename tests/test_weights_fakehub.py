@@ -55,6 +55,7 @@ class FakeHub:
         self.files: dict[str, bytes] = {}  # /files/{name}
         self.repos: dict[str, dict[str, bytes]] = {}  # repo -> {filename: content}
         self.bad_content: dict[str, bytes] = {}  # url path -> bytes served instead
+        self.lying_headers: dict[str, dict[str, str]] = {}  # repo -> headers sent instead
         self.drop_after: dict[str, int] = {}  # url path -> bytes sent before dropping (once)
         self.always_drop_after: dict[str, int] = {}  # the same, on every request
         self.ignore_range = False
@@ -108,7 +109,8 @@ class FakeHub:
         if len(parts) >= 5 and parts[0] == "api" and parts[1] == "models":
             repo = "/".join(parts[2:4])
             if repo in self.repos and parts[4] == "revision":
-                body = json.dumps({"id": repo, "sha": self.commit(repo), "siblings": []})
+                sha = self.lying_headers.get(repo, {}).get("X-Repo-Commit", self.commit(repo))
+                body = json.dumps({"id": repo, "sha": sha, "siblings": []})
                 return 200, {"Content-Type": "application/json"}, body.encode()
             if repo in self.repos and parts[4] == "tree":
                 entries = []
@@ -123,6 +125,7 @@ class FakeHub:
             if name in self.repos.get(repo, {}):
                 data = self.repos[repo][name]
                 headers = {"X-Repo-Commit": self.commit(repo), "ETag": f'"{self.etag(name, data)}"'}
+                headers.update(self.lying_headers.get(repo, {}))
                 return 200, headers, data
             return 404, {"X-Repo-Commit": self.commit(repo), "X-Error-Code": "EntryNotFound"}, None
         return 404, {}, None

@@ -61,12 +61,50 @@ def repo_cache_dir(repo: str) -> Path:
     return hub_cache_dir() / ("models--" + repo.replace("/", "--"))
 
 
+def is_hex_digest(value: object, lengths: tuple[int, ...] = (40, 64)) -> bool:
+    """A lowercase hex digest of one of ``lengths`` characters (git sha1 or sha256)."""
+    return (
+        isinstance(value, str)
+        and len(value) in lengths
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
 def etag_of(path: Path) -> str | None:
     """The hub cache names blobs by etag: read it from the symlink target."""
     if not path.is_symlink():
         return None
     name = path.resolve().name
-    return name if len(name) in (40, 64) and all(c in "0123456789abcdef" for c in name) else None
+    return name if is_hex_digest(name) else None
+
+
+def _checked_version(what: str, etag: object, commit: object) -> tuple[str, str]:
+    """The server's ETag and X-Repo-Commit name files in the cache (``blobs/<etag>``,
+    ``snapshots/<commit>``): only hex digests are accepted, anything else is a lying or
+    broken server."""
+    if not is_hex_digest(etag):
+        raise DownloadError(f"{what}: the server sent an invalid ETag {str(etag)[:80]!r}")
+    if not is_hex_digest(commit, (40,)):
+        raise DownloadError(f"{what}: the server sent an invalid commit {str(commit)[:80]!r}")
+    return str(etag), str(commit)
+
+
+def _checked_name(what: str, name: str) -> str:
+    """A repo file name as a relative path with no ``..``, ``.`` or empty parts."""
+    parts = name.split("/")
+    if not name or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        raise DownloadError(f"{what}: invalid file name {name[:200]!r} (it would leave the cache)")
+    return name
+
+
+def _inside(repo_dir: Path, path: Path, what: str) -> Path:
+    """``path`` with its folder resolved (links followed), required inside ``repo_dir``: no
+    download, link or delete ever reaches outside the repo's cache folder."""
+    root = repo_dir.resolve()
+    real = path.parent.resolve() / path.name
+    if not real.is_relative_to(root) or real == root:
+        raise DownloadError(f"{what}: refusing to write outside the hub cache ({real})")
+    return real
 
 
 class _SilentBar:
@@ -137,16 +175,18 @@ def _file_metadata(repo: str, filename: str, revision: str) -> Any:
     """The hub's answer for one file: etag, commit, size (a HEAD request)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint())
     what = f"{repo}/{filename}"
+    _checked_name(what, filename)  # before any request: the name is also a cache path
+    url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint())
     metadata = _call_hub(what, lambda: get_hf_file_metadata(url, endpoint=endpoint()))
     if not metadata.etag or not metadata.commit_hash or metadata.size is None:
         raise DownloadError(f"{what}: the hub did not say which version to fetch (no etag)")
+    _checked_version(what, metadata.etag, metadata.commit_hash)
     return metadata
 
 
 def _is_sha256(etag: str) -> bool:
-    return len(etag) == 64 and all(c in "0123456789abcdef" for c in etag)
+    return is_hex_digest(etag, (64,))
 
 
 def _fetch(
@@ -159,10 +199,12 @@ def _fetch(
 
     from moviechat_desktop.engine.weights.http_download import http_download
 
-    etag, commit = metadata.etag, metadata.commit_hash
+    what = f"{repo}/{filename}"
+    etag, commit = _checked_version(what, metadata.etag, metadata.commit_hash)
     repo_dir = repo_cache_dir(repo)
-    blob = repo_dir / "blobs" / etag
-    pointer = repo_dir / "snapshots" / commit / filename
+    blob = _inside(repo_dir, repo_dir / "blobs" / etag, what)
+    pointer = repo_dir / "snapshots" / commit / _checked_name(what, filename)
+    pointer = _inside(repo_dir, pointer, what)
     if not blob.is_file():
 
         def forward(event: Any) -> None:  # the file's progress → the whole transfer's
@@ -182,15 +224,16 @@ def _fetch(
             cancel=reporter.cancel,
             headers=build_hf_headers(),
         )
-    _link(blob, pointer)
+    _link(blob, pointer, repo_dir)
     _remember_revision(repo_dir, revision, commit)
     reporter.set(base + metadata.size, file=filename)
     return HubFile(path=pointer, commit=commit, etag=etag, size=pointer.stat().st_size)
 
 
-def _link(blob: Path, pointer: Path) -> None:
+def _link(blob: Path, pointer: Path, repo_dir: Path) -> None:
     """``snapshots/<commit>/<name>`` → ``blobs/<etag>`` (relative, as huggingface_hub does)."""
     pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer = _inside(repo_dir, pointer, pointer.name)  # again, now its folders exist
     if pointer.is_symlink() or pointer.exists():
         if pointer.resolve() == blob.resolve():
             return
@@ -204,7 +247,7 @@ def _link(blob: Path, pointer: Path) -> None:
 def _remember_revision(repo_dir: Path, revision: str, commit: str) -> None:
     if revision == commit:
         return
-    ref = repo_dir / "refs" / revision
+    ref = _inside(repo_dir, repo_dir / "refs" / _checked_name(revision, revision), revision)
     ref.parent.mkdir(parents=True, exist_ok=True)
     if not ref.is_file() or ref.read_text("utf-8").strip() != commit:
         atomic_write(ref, commit.encode())
@@ -230,12 +273,19 @@ def plan_snapshot(source: Source) -> tuple[str, list[PlannedFile]]:
             tqdm_class=_SilentBar,
         ),
     )
-    files = [PlannedFile(i.filename, int(i.file_size or 0), bool(i.is_cached)) for i in infos]
+    files = [
+        PlannedFile(
+            _checked_name(source.repo, i.filename), int(i.file_size or 0), bool(i.is_cached)
+        )
+        for i in infos
+    ]
     if source.prefer_safetensors and any(f.name.endswith(".safetensors") for f in files):
         files = [f for f in files if not any(fnmatch(f.name, pat) for pat in _BIN_WEIGHTS)]
     if not files:
         raise DownloadError(f"{source.repo} has no files matching the manifest's patterns")
     commit = infos[0].commit_hash if infos else ""
+    if not is_hex_digest(commit, (40,)):
+        raise DownloadError(f"{source.repo}: the server sent an invalid commit {commit[:80]!r}")
     return commit, files
 
 
@@ -285,8 +335,14 @@ def cached_snapshot(source: Source) -> Path | None:
     revision = source.revision
     ref = repo_dir / "refs" / revision
     if ref.is_file():
-        revision = ref.read_text("utf-8").strip()
-    folder = repo_dir / "snapshots" / revision
+        revision = ref.read_text("utf-8", errors="replace").strip()
+        if not is_hex_digest(revision, (40,)):
+            log.warning("ignoring %s: not a commit hash", ref)
+            return None
+    try:
+        folder = _inside(repo_dir, repo_dir / "snapshots" / _checked_name("", revision), "")
+    except DownloadError:
+        return None
     return folder if folder.is_dir() else None
 
 
@@ -301,9 +357,11 @@ def partial_bytes(source: Source) -> int:
 
 
 def remove_cached(path: Path) -> None:
-    """Delete a cached hub file: the snapshot entry and the blob it points at."""
+    """Delete a cached hub file: the snapshot entry and the blob it points at (only when
+    that blob is in the hub cache: a link pointing elsewhere loses only itself)."""
     blob = path.resolve()
     path.unlink(missing_ok=True)
-    if blob != path and blob.parent.name == "blobs":
+    cache = hub_cache_dir().resolve()
+    if blob != path and blob.parent.name == "blobs" and blob.is_relative_to(cache):
         blob.unlink(missing_ok=True)
     log.info("removed %s from the hub cache", path)
