@@ -209,6 +209,11 @@ class Assistant:
         self._encode_seconds = 0.0
         self._recent_fps = 0.0
 
+    def shutdown(self) -> None:
+        """Release the film and the model (the ``EngineClient`` API's end of life)."""
+        self.close()
+        self._model = None
+
     def _require_film(self) -> tuple[VideoInfo, SamplingPlan]:
         if self._video is None or self._plan is None:
             raise NotReady("no film is open")
@@ -441,12 +446,16 @@ class Assistant:
         at_s: float | None = None,
         settings: GenerationSettings | None = None,
         cancel: CancelToken | None = None,
+        *,
+        record_question: bool = True,
     ) -> Iterator[str]:
         """Answer ``question``; yields text chunks as they are generated.
 
         ``mode="global"`` asks about the whole film (everything encoded so far);
         ``mode="breakpoint"`` about the moment ``at_s``. Raises ``NotReady`` when the memory it
         needs does not exist yet. The finished answer joins the conversation.
+        ``record_question=False``: the question is already in the chat history (an engine
+        process died before answering it and it is asked again): only the answer is saved.
         """
         import torch
 
@@ -500,7 +509,8 @@ class Assistant:
         self.last_answer = info_out
         generation = settings or self.generation_settings()
         conversation = self.conversation
-        self._record("user", question, mode, at_s)
+        if record_question:
+            self._record("user", question, mode, at_s)
         for chunk in model.stream_answer(visual, conversation, question, generation, cancel):
             if info_out.first_token_s is None:
                 info_out.first_token_s = time.perf_counter() - start
