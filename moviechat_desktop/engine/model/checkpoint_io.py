@@ -31,6 +31,9 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
+        from moviechat_desktop.engine.model.safetensors_header import read_header
+
+        read_header(path)  # a crafted header is a one-line WeightsCorrupt, checked first
         try:
             state = load_file(str(path))
         except Exception as err:  # safetensors raises its own SafetensorError

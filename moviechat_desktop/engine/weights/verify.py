@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsCorrupt, WeightsMissing
+from moviechat_desktop.engine.model.safetensors_header import read_header
 from moviechat_desktop.engine.weights.http_download import hash_file
 from moviechat_desktop.engine.weights.manifest import Manifest, WeightPart
 from moviechat_desktop.engine.weights.transfer import ByteReporter
 
 Shapes = Mapping[str, tuple[int, ...] | None]
-_MAX_HEADER = 100 * 1024 * 1024
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 
@@ -30,29 +29,10 @@ BIN_INDEX = "pytorch_model.bin.index.json"
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Key → shape from a ``.safetensors`` header, without torch and without reading the data.
 
-    Raises ``WeightsCorrupt`` when the header is unreadable or does not account for the file's
-    size exactly (a truncated or padded file).
+    Raises ``WeightsCorrupt`` when the header is malformed (``safetensors_header``) or does
+    not account for the file's size exactly (a truncated or padded file).
     """
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise WeightsCorrupt(f"{path.name} is too short to be a safetensors file")
-        (length,) = struct.unpack("<Q", head)
-        if length > min(_MAX_HEADER, size - 8):
-            raise WeightsCorrupt(f"{path.name} has an impossible safetensors header size")
-        try:
-            header = json.loads(fh.read(length))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise WeightsCorrupt(f"{path.name} has an unreadable safetensors header") from err
-    header.pop("__metadata__", None)
-    end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
-    if 8 + length + end != size:
-        raise WeightsCorrupt(
-            f"{path.name} is {size} bytes but its header describes {8 + length + end}: "
-            "the file is truncated or damaged"
-        )
-    return {k: tuple(int(d) for d in v["shape"]) for k, v in header.items()}
+    return read_header(path).shapes()
 
 
 def check_keys(part: WeightPart, shapes: Shapes, name: str) -> None:
