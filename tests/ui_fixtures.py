@@ -97,7 +97,7 @@ class FakeAssistant:
             raise WeightsMissing("No MovieChat weights are installed (fake).")
         self.model_loaded = True
 
-    def open(self, path):
+    def open(self, path, subtitles=None):
         from moviechat_desktop.engine.video.probe import probe
 
         self._touch()
@@ -111,6 +111,10 @@ class FakeAssistant:
     def close(self) -> None:
         self._touch()
         self.path, self.duration_s, self.done = None, 0.0, 0
+
+    def shutdown(self) -> None:
+        self.close()
+        self.shut_down = True
 
     def status(self) -> EncodeStatus:
         if self.path is None:
@@ -171,7 +175,10 @@ class FakeAssistant:
         self.cleared += 1
         return ClearResult(removed=2, freed_bytes=3_500_000, kept_in_use=1)
 
-    def ask(self, question, mode="global", at_s=None, settings=None, cancel=None) -> Iterator[str]:
+    def ask(
+        self, question, mode="global", at_s=None, settings=None, cancel=None, *,
+        record_question=True, frame=None,
+    ) -> Iterator[str]:  # fmt: skip
         self._touch()
         if self.path is None:
             raise NotReady("no film is open")
@@ -183,7 +190,8 @@ class FakeAssistant:
             if not self.covers(at_s):
                 raise NotReady("not watched that far yet")
         self.asked.append((question, mode, at_s))
-        self._record("user", question, mode, at_s)
+        if record_question:
+            self._record("user", question, mode, at_s)
         return self._stream(question, mode, at_s, cancel)
 
     def _stream(self, question, mode, at_s, cancel) -> Iterator[str]:
@@ -264,8 +272,8 @@ def _throttled(assistant_class, step_delay_s: float, chunk_delay_s: float):
                 time.sleep(step_delay_s)
             return super().encode_step(cancel)
 
-        def ask(self, question, mode="global", at_s=None, settings=None, cancel=None):
-            chunks = super().ask(question, mode, at_s, settings, cancel)
+        def ask(self, question, mode="global", at_s=None, settings=None, cancel=None, **kw):
+            chunks = super().ask(question, mode, at_s, settings, cancel, **kw)
             if not chunk_delay_s:
                 return chunks
             return self._slowly(chunks)

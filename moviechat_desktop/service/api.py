@@ -59,8 +59,10 @@ class EngineStopped(Cancelled):
     """The call was cut short because the client is shutting down (never shown as an error)."""
 
 
-class RemoteError(MovieChatError):
-    """An error inside the engine that could not be sent back as itself (it is described)."""
+class RemoteError(RuntimeError):
+    """An unexpected error inside the engine (a bug, a library failure) that could not be
+    sent back as itself: its message names the original kind and message. Not a
+    ``MovieChatError``, so front ends treat it as the bug it is."""
 
 
 # --------------------------------------------------------------------------- the client API

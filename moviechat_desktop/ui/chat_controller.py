@@ -96,8 +96,9 @@ class ChatController(QObject):
             if event.kind == ev.DEFERRED:
                 entry.state = WAITING
                 entry.note = waiting_note(entry, event.status, hours=self.panel.hours)
-            elif event.kind == ev.STARTED:
+            elif event.kind == ev.STARTED:  # again after an engine restart: start over
                 entry.state = ANSWERING
+                entry.answer = ""
                 entry.note = self._partial_note(entry)
             elif event.kind == ev.CHUNK:
                 entry.answer += event.text

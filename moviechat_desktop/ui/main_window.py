@@ -39,10 +39,11 @@ AssistantMaker = Callable[[AppSettings], Any]
 
 
 def make_engine_assistant(settings: AppSettings) -> Any:
-    """The real engine Assistant (imported in the model worker's thread, lazily)."""
-    from moviechat_desktop.engine.assistant import Assistant
+    """The engine client the window uses: the Assistant in a child process (called on the
+    model worker's thread; the GUI process never imports torch)."""
+    from moviechat_desktop.service.local_engine import LocalEngine
 
-    return Assistant(settings=settings)
+    return LocalEngine(settings=settings)
 
 
 class MainWindow(QMainWindow):
@@ -146,6 +147,8 @@ class MainWindow(QMainWindow):
         w.encoding_progressed.connect(self._encoding_progressed)
         w.film_opened.connect(lambda _path, status: self._encoding_progressed(status))
         w.errored.connect(self.show_error)
+        w.engine_restarted.connect(self.status.engine_restarted)
+        w.engine_gave_up.connect(self.status.model_unavailable)
         w.cache_cleared.connect(
             lambda result: self.statusBar().showMessage(dialogs.describe_cleared(result), 8000)
         )

@@ -34,14 +34,26 @@ class StatusReporter:
         bar.addPermanentWidget(self.device_label)
         self.model_state = "not loaded"
         self._last_status: Any = None
+        self._restarted = ""  # the last restart's message
+        self.bar = bar
 
     def model_loading(self) -> None:
         self.model_state = "loading"
         self.device_label.setText("Model: loading…")
-        self.panel.set_status("Loading the assistant's model…")
+        if self._restarted:
+            self.panel.set_status(f"{self._restarted}: loading its model again…")
+        else:
+            self.panel.set_status("Loading the assistant's model…")
+
+    def engine_restarted(self, message: str) -> None:
+        """The engine's process died and a new one started (the player never stopped)."""
+        self._restarted = message
+        self.panel.set_status(f"{message}. Questions in line are asked again.")
+        self.bar.showMessage(message, 10_000)
 
     def model_ready(self, device_label: str) -> None:
         self.model_state = "ready"
+        self._restarted = ""
         self.device_label.setText(f"Model: {device_label}")
         self.device_label.setToolTip("Where the assistant runs")
         self.panel.hide_weights_notice()
