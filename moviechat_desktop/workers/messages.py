@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from moviechat_desktop.engine.errors import (
     Busy,
@@ -18,7 +19,9 @@ from moviechat_desktop.engine.errors import (
     WeightsCorrupt,
     WeightsMissing,
 )
-from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
+
+if TYPE_CHECKING:  # the records arrive from the engine; this module stays torch-free
+    from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
 
 log = logging.getLogger(__name__)
 
