@@ -9,9 +9,13 @@ Each line is one message::
 
 An answer's line also holds the generation settings it was made with. Lines are only ever
 appended, one ``write`` + ``fsync`` each (``atomic_io.append_line``): a crash loses at most the
-message being written. When reading, a last line cut short and any damaged line are skipped
-(with a warning); every other message is kept. A conversation is the messages sharing an id;
-"New conversation" starts a new id, and the old ones stay in the file, listed.
+message being written. When reading, every line is validated field by field (types, ranges,
+sizes: ``ChatRecord.from_json``); a last line cut short is skipped, and any other bad line (not
+JSON, nested too deeply, a wrong type, a timestamp no clock can show…) is copied once to a
+side file ``<fp>.jsonl.rejected`` with one warning, then skipped on every read. The history
+itself is never rewritten; every other message is kept and the film stays usable. A
+conversation is the messages sharing an id; "New conversation" starts a new id, and the old
+ones stay in the file, listed.
 
 Torch-free (the ``Conversation`` class is imported only by ``to_conversation``).
 """
@@ -38,6 +42,15 @@ log = logging.getLogger(__name__)
 HISTORY_FORMAT = 1
 ROLES = ("user", "assistant")
 MODES = ("global", "breakpoint")
+REJECTED_SUFFIX = ".rejected"
+MAX_LINE_BYTES = 4_000_000  # a longer line is not a message this app wrote
+MAX_TEXT_CHARS = 1_000_000
+MAX_ID_CHARS = 200
+MAX_FILM_CHARS = 4096
+MAX_FILM_SECONDS = 10_000_000.0  # ~115 days: no film is longer
+MAX_TIMESTAMP = 32_503_680_000.0  # the year 3000: any clock (and datetime, in any zone) shows it
+MAX_SETTINGS = 64
+MAX_SETTING_CHARS = 1000
 
 
 def default_history_root() -> Path:
@@ -70,31 +83,68 @@ class ChatRecord:
 
     @classmethod
     def from_json(cls, data: Any) -> ChatRecord:
-        """Inverse of ``to_json``; ``ValueError`` when ``data`` is not a valid message."""
+        """Inverse of ``to_json``; ``ValueError`` naming the first bad field when ``data`` is
+        not a valid message (every field is checked: type, range, size)."""
         if not isinstance(data, dict) or data.get("v") != HISTORY_FORMAT:
             raise ValueError("not a version-1 chat message")
-        at_s, settings = data.get("at_s"), data.get("settings")
-        record = cls(
-            conversation=data["conversation"],
-            role=data["role"],
-            text=data["text"],
-            mode=data["mode"],
-            at_s=None if at_s is None else float(at_s),
-            timestamp=float(data["timestamp"]),
-            film=str(data.get("film", "")),
-            settings=settings,
+        at_s = data.get("at_s")
+        return cls(
+            conversation=_text(data, "conversation", MAX_ID_CHARS, empty=False),
+            role=_choice(data, "role", ROLES),
+            text=_text(data, "text", MAX_TEXT_CHARS),
+            mode=_choice(data, "mode", MODES),
+            at_s=None if at_s is None else _number(data, "at_s", MAX_FILM_SECONDS),
+            timestamp=_number(data, "timestamp", MAX_TIMESTAMP),
+            film=_text(data, "film", MAX_FILM_CHARS) if "film" in data else "",
+            settings=_settings(data.get("settings")),
         )
-        if not (
-            isinstance(record.conversation, str)
-            and record.conversation
-            and record.role in ROLES
-            and isinstance(record.text, str)
-            and record.mode in MODES
-            and (settings is None or isinstance(settings, dict))
-            and math.isfinite(record.timestamp)
+
+
+def _text(data: dict[str, Any], key: str, limit: int, *, empty: bool = True) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is not text")
+    if len(value) > limit or (not empty and not value):
+        raise ValueError(f"{key} is {'empty' if not value else 'too long'}")
+    return value
+
+
+def _choice(data: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{key} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _number(data: dict[str, Any], key: str, limit: float) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} is not a number")
+    number = float(value) if abs(value) <= 1e308 else math.inf
+    if not (math.isfinite(number) and 0 <= number <= limit):
+        raise ValueError(f"{key} is out of range")
+    return number
+
+
+def _settings(value: Any) -> dict[str, Any] | None:
+    """An answer's generation settings: a small object of plain values, or absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_SETTINGS:
+        raise ValueError("settings is not a small object")
+    for key, item in value.items():
+        plain = (
+            item is None
+            or isinstance(item, bool | int | str)
+            or (isinstance(item, float) and math.isfinite(item))
+        )
+        if (
+            len(key) > MAX_SETTING_CHARS
+            or not plain
+            or (isinstance(item, str | int) and len(str(item)) > MAX_SETTING_CHARS)
         ):
-            raise ValueError("malformed chat message")
-        return record
+            raise ValueError(f"settings has a bad value for {key[:40]!r}")
+    return dict(value)
 
 
 @dataclass(frozen=True)
@@ -138,14 +188,44 @@ class ChatHistory:
         if lines[-1]:
             log.warning("chat history %s: an unfinished last message was dropped", self.path)
         records = []
+        rejected: list[tuple[int, bytes, str]] = []
         for number, line in enumerate(lines[:-1], start=1):
             if not line.strip():
                 continue
             try:
-                records.append(ChatRecord.from_json(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as err:  # UnicodeDecodeError is a ValueError
-                log.warning("chat history %s: line %d skipped (%s)", self.path, number, err)
+                records.append(parse_line(line))
+            except ValueError as err:
+                rejected.append((number, line, str(err)))
+        if rejected:
+            self._set_aside(rejected)
         return records
+
+    @property
+    def rejected_path(self) -> Path:
+        """Where lines that are not valid messages are copied (the history is never edited)."""
+        return self.path.with_name(self.path.name + REJECTED_SUFFIX)
+
+    def _set_aside(self, rejected: list[tuple[int, bytes, str]]) -> None:
+        """Copy each bad line to the side file once, with one warning; later reads skip it
+        quietly."""
+        try:
+            known = set(self.rejected_path.read_bytes().split(b"\n"))
+        except FileNotFoundError:
+            known = set()
+        except OSError as err:
+            log.warning("chat history %s: cannot read %s: %s", self.path, self.rejected_path, err)
+            known = set()
+        for number, line, why in rejected:
+            if line in known:
+                log.debug("chat history %s: line %d skipped again (%s)", self.path, number, why)
+                continue
+            known.add(line)
+            try:
+                append_line(self.rejected_path, line)
+                kept = f"copied to {self.rejected_path.name}"
+            except OSError as err:
+                kept = f"could not be copied aside: {err}"
+            log.warning("chat history %s: line %d skipped (%s); %s", self.path, number, why, kept)
 
     def conversation(self, conversation_id: str) -> list[ChatRecord]:
         return [r for r in self.records() if r.conversation == conversation_id]
@@ -162,6 +242,20 @@ class ChatHistory:
             return None, []
         latest = records[-1].conversation  # appended in time order: the last line wins
         return latest, [r for r in records if r.conversation == latest]
+
+
+def parse_line(line: bytes) -> ChatRecord:
+    """One line of a history file as a message; ``ValueError`` (one line, naming what is
+    wrong) for anything else — never a ``RecursionError`` or ``KeyError``."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ValueError("line too long")
+    try:
+        data = json.loads(line)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as err:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"not JSON: {str(err)[:80]}") from None
+    return ChatRecord.from_json(data)
 
 
 def summarize(records: list[ChatRecord]) -> list[ConversationSummary]:
