@@ -162,3 +162,44 @@ def test_a_smaller_position_grid_is_resized_like_lavis(reference_dir):
     assert resized.shape == (1, grid * grid + 1, width)
     torch.testing.assert_close(resized[0, 0], torch.full((width,), -1.0))
     torch.testing.assert_close(resized[0, 1:], channel.expand(grid * grid, width))
+
+
+# ---------------------------------------------------------------- the key rule (module docstring)
+def test_key_rule_missing_unexpected_and_unused(reference_dir, caplog):
+    """Missing needed key → error naming it; unknown key inside a module we build → error;
+    keys of parts MovieChat does not use → listed in the log, loading goes on."""
+    from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
+    from moviechat_desktop.engine.model.checkpoints import fill_video_qformer
+
+    config, eva, blip2, encoder = _tiny_states(reference_dir)
+    unused = {
+        "t5_proj.weight": torch.zeros(2, 2),  # BLIP-2's projection into Flan-T5
+        "t5_model.encoder.block.0.weight": torch.zeros(2),  # a part we never build
+        "Qformer.cls.predictions.bias": torch.zeros(3),  # the LM head MovieChat drops
+        "Qformer.bert.encoder.layer.0.intermediate.dense.weight": torch.zeros(2),  # text side
+    }
+    with caplog.at_level("INFO"):
+        fill_frame_encoder(encoder, eva, {**blip2, **unused})
+    logged = caplog.text
+    assert "5 keys not used by MovieChat" in logged and "t5_model.encoder.block.0.weight" in logged
+
+    _, eva, blip2, encoder = _tiny_states(reference_dir)
+    inside = "Qformer.bert.encoder.layer.0.attention.self.rotary.weight"
+    with pytest.raises(CheckpointMismatch, match=rf"unexpected keys: .*{inside}"):
+        fill_frame_encoder(encoder, eva, {**blip2, inside: torch.zeros(2)})
+
+    _, eva, blip2, encoder = _tiny_states(reference_dir)
+    del blip2["query_tokens"]
+    with pytest.raises(CheckpointMismatch, match=r"missing keys: .*query_tokens"):
+        fill_frame_encoder(encoder, eva, blip2)
+
+    video = read_checkpoint(reference_dir / "tiny_videollama.pth")
+    with torch.device("meta"):
+        module = VideoQFormer(config.video_qformer, config.llm_hidden_size, 32)
+    fill_video_qformer(
+        module, {**video, "audio_Qformer.x": torch.zeros(1), "llama_model.w": torch.zeros(1)}
+    )
+    with torch.device("meta"):
+        module = VideoQFormer(config.video_qformer, config.llm_hidden_size, 32)
+    with pytest.raises(CheckpointMismatch, match=r"unexpected keys: .*llama_proj\.scale"):
+        fill_video_qformer(module, {**video, "llama_proj.scale": torch.zeros(1)})

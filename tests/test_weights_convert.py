@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from test_weights_fakehub import write_tiny_manifest
 
-from moviechat_desktop.engine.errors import UnsafeCheckpoint
+from moviechat_desktop.engine.errors import CheckpointMismatch, UnsafeCheckpoint
 from moviechat_desktop.engine.weights import (
     MANIFEST_ENV,
     download_weights,
@@ -70,35 +70,88 @@ def _malicious_pth(tmp_path, name="evil.pth"):
     return path, marker
 
 
-def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
+def _unsafe_tensor_pth(tmp_path, name="unsafe.pth"):
+    """A state dict whose tensor is stored in a form only pickled code can rebuild."""
+    path = tmp_path / name
+    sparse = torch.eye(4).to_sparse()  # rebuilt by torch._utils._rebuild_sparse_tensor
+    torch.save({"model": {"cls_token": sparse}}, path)
+    return path
+
+
+def test_malicious_object_beside_the_tensors_never_runs(tmp_path):
     path, marker = _malicious_pth(tmp_path)
-    with pytest.raises(UnsafeCheckpoint):
-        convert_checkpoint(path, tmp_path / "out.safetensors")
+    state = convert_checkpoint(path, tmp_path / "out.safetensors")
     assert not marker.exists()
+    assert set(state) == {"cls_token"}  # the payload was skipped, not run
+    assert set(load_file(str(tmp_path / "out.safetensors"))) == {"cls_token"}
+    with pytest.raises(CheckpointMismatch, match="missing keys pos_embed"):
+        import_weights(path, "eva_vit")  # the tiny manifest's eva part needs more keys
+    assert not marker.exists()
+    assert weights_status()[0].state == "missing"
+    # the payload is live: an unrestricted load runs it (the control for the checks above)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_tensor_that_needs_code_is_refused(tmp_path):
+    path = _unsafe_tensor_pth(tmp_path)
+    with pytest.raises(
+        UnsafeCheckpoint, match="cls_token is stored as torch._utils._rebuild_sparse_tensor"
+    ):
+        convert_checkpoint(path, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
     with pytest.raises(UnsafeCheckpoint):
         import_weights(path, "eva_vit")
-    assert not marker.exists()
     assert weights_status()[0].state == "missing"
 
 
-def test_malicious_download_is_refused_and_deleted(online, tmp_path, reference_dir, monkeypatch):
+def test_unsafe_download_is_refused_and_deleted(online, tmp_path, reference_dir, monkeypatch):
     manifest_path = write_tiny_manifest(tmp_path / "m.json", online, reference_dir, exact=False)
     monkeypatch.setenv(MANIFEST_ENV, str(manifest_path))
-    evil, marker = _malicious_pth(tmp_path)
-    online.files["tiny_eva_vit.pth"] = evil.read_bytes()
+    online.files["tiny_eva_vit.pth"] = _unsafe_tensor_pth(tmp_path).read_bytes()
     with pytest.raises(UnsafeCheckpoint, match="deleted"):
         download_weights(["eva_vit"])
-    assert not marker.exists()
     assert not list(weights_dir().glob("tiny_eva_vit*"))
     assert weights_status()[0].state == "missing"
 
 
 def test_real_manifest_refuses_the_tiny_files_by_shape(reference_dir):
-    from moviechat_desktop.engine.errors import CheckpointMismatch
-
     with pytest.raises(
         CheckpointMismatch, match=r"pos_embed is \[1, 17, 64\], expected \[1, 257, 1408\]"
     ):
         import_weights(reference_dir / "tiny_eva_vit.pth", "eva_vit")
     assert weights_status()[0].state == "missing"
+
+
+def test_training_checkpoint_imports_and_verify_lists_what_was_skipped(
+    online, reference_dir, tmp_path, monkeypatch
+):
+    import argparse
+
+    from moviechat_desktop.engine.weights import verify_weights
+
+    manifest_path = write_tiny_manifest(tmp_path / "m.json", online, reference_dir, exact=False)
+    monkeypatch.setenv(MANIFEST_ENV, str(manifest_path))
+    marker = tmp_path / "pwned"
+    state = torch.load(reference_dir / "tiny_videollama.pth", weights_only=True)["model"]
+    path = tmp_path / "finetune-vicuna7b-v2.pth"
+    torch.save(
+        {
+            "model": state,
+            "optimizer": {"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": []},
+            "config": argparse.Namespace(lr=1e-4, evil=_Evil(marker)),
+            "scaler": None,
+            "epoch": 4,
+        },
+        path,
+    )
+    imported = import_weights(path, "videollama").imported
+    assert [s.id for s in imported] == ["videollama"]
+    assert set(load_file(str(imported[0].path))) == set(state)
+    (result,) = verify_weights(["videollama"])
+    assert result.ok, result.detail
+    assert "skipped without running" in result.detail
+    for listed in ("optimizer (dict of 2)", "config (argparse.Namespace)", "epoch (int)"):
+        assert listed in result.detail
+    assert "placeholders never imported: argparse.Namespace, posix.system" in result.detail
+    assert not marker.exists()

@@ -11,9 +11,22 @@ Three files in their original formats (MAPPING.md has the measured rules):
 The Vicuna decoder is a plain Hugging Face directory loaded by ``from_pretrained``; its loading
 report is checked here against ``LLAMA_IGNORED``.
 
-Every key of a file is either mapped by a rule, or on an explicit, commented ignore list, or
-reported. Loading fails with ``CheckpointMismatch`` naming missing keys (in the file's own
-naming), unexpected keys and shape mismatches; nothing is ever loaded with ``strict=False``.
+The key rule (every key of a file's state dict falls in exactly one case):
+
+1. **needed**: a rule maps it onto a parameter or buffer of a module we build. A needed key the
+   file lacks → ``CheckpointMismatch`` naming it in the file's own naming; a shape that differs
+   → ``CheckpointMismatch`` too.
+2. **inside a module we build but unknown** (under an ``*_OWNED`` prefix, matched by no rule and
+   no ignore pattern, e.g. ``Qformer.bert.encoder.layer.0.attention.self.foo``) → error: the
+   file is not what the module expects.
+3. **part we do not use**: on an explicit, commented ignore list (heads MovieChat drops, the
+   text-side Q-Former layers, buffers recomputed here, EVA blocks beyond the 39th), or outside
+   every owned prefix of that file (``t5_proj.*``, an audio branch, anything else the training
+   run saved) → listed (logged at INFO with the count and the first keys), never fatal.
+
+What is outside the state dict (optimizer state, config objects, scaler, epoch) never reaches
+this module: ``checkpoint_io`` skips and lists it. Nothing is ever loaded with ``strict=False``:
+the mapped dict must fill every key of the module exactly.
 """
 
 from __future__ import annotations
@@ -129,6 +142,14 @@ BLIP2_RULES = [
     _Rule("query_tokens", "query_tokens"),
     _Rule("ln_vision.{p}", f"{_EVA_PREFIX}post_layernorm.{{p}}"),
 ]
+# Prefixes of the modules built from each file: an unknown key under one is an error.
+BLIP2_OWNED = ("Qformer.", "query_tokens", "ln_vision.")
+VIDEOLLAMA_OWNED = (
+    "video_Qformer.",
+    "video_query_tokens",
+    "video_frame_position_embedding.",
+    "llama_proj.",
+)
 BLIP2_IGNORED = [
     *_qformer_ignored("Qformer."),
     r"^t5_proj\.",  # BLIP-2's projection into Flan-T5: MovieChat uses Video-LLaMA's llama_proj
@@ -158,13 +179,20 @@ def _matches(key: str, patterns: Iterable[str]) -> bool:
 
 
 def map_keys(
-    state: Mapping[str, torch.Tensor], rules: list[_Rule], ignored: list[str]
+    state: Mapping[str, torch.Tensor],
+    rules: list[_Rule],
+    ignored: list[str],
+    owned: tuple[str, ...] = ("",),
 ) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
-    """Rename ``state`` by ``rules``; return (mapped, ignored source keys, unknown source keys)."""
+    """Rename ``state`` by ``rules``; return (mapped, unused source keys, unknown source keys).
+
+    Unused: on the ``ignored`` list, or outside every ``owned`` prefix (parts of the file we do
+    not build). Unknown: under an owned prefix but matched by no rule (an error for callers).
+    """
     mapped: dict[str, torch.Tensor] = {}
     skipped, unknown = [], []
     for key, tensor in state.items():
-        if _matches(key, ignored):
+        if _matches(key, ignored) or not key.startswith(owned):
             skipped.append(key)
             continue
         for rule in rules:
@@ -244,7 +272,10 @@ def _source_name(
 def _log_ignored(name: str, keys: list[str]) -> None:
     if keys:
         log.info(
-            "%s: %d keys not used by MovieChat (ignore list): %s", name, len(keys), _listing(keys)
+            "%s: %d keys not used by MovieChat (parts it does not build): %s",
+            name,
+            len(keys),
+            _listing(keys),
         )
 
 
@@ -296,7 +327,9 @@ def fill_frame_encoder(
     """Fill ``encoder`` (a ``FrameEncoder``, possibly on the meta device) from the two state
     dicts, or raise ``CheckpointMismatch`` (names are for messages)."""
     eva, eva_ignored, eva_unknown = map_eva_vit(eva_state, encoder.vision_config)
-    blip2, blip2_ignored, blip2_unknown = map_keys(blip2_state, BLIP2_RULES, BLIP2_IGNORED)
+    blip2, blip2_ignored, blip2_unknown = map_keys(
+        blip2_state, BLIP2_RULES, BLIP2_IGNORED, BLIP2_OWNED
+    )
     _log_ignored(eva_name, eva_ignored)
     _log_ignored(blip2_name, blip2_ignored)
     merged = {**eva, **blip2}  # disjoint: the two rule sets target different modules
@@ -329,7 +362,9 @@ def fill_video_qformer(
     name: str = "finetune-vicuna7b-v2.pth",
 ) -> None:
     """Fill ``video_qformer`` (a ``VideoQFormer``) from the Video-LLaMA state dict."""
-    mapped, ignored, unknown = map_keys(state, VIDEOLLAMA_RULES, VIDEOLLAMA_IGNORED)
+    mapped, ignored, unknown = map_keys(
+        state, VIDEOLLAMA_RULES, VIDEOLLAMA_IGNORED, VIDEOLLAMA_OWNED
+    )
     _log_ignored(name, ignored)
     check_state(
         video_qformer,

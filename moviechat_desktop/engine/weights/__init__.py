@@ -2,7 +2,7 @@
 
 The rest of the app calls ``resolve_model_paths()``; the CLI (``weights status|download|verify|
 import``) and the Weights dialog call the others. Nothing here imports torch at import time,
-and nothing here ever unpickles code (``read_checkpoint``: ``weights_only=True``; ``.pth``
+and nothing here ever unpickles code (``read_checkpoint``: a restricted unpickler; ``.pth``
 files are converted once to ``.safetensors``).
 """
 

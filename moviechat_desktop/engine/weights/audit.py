@@ -9,6 +9,7 @@ the app stops using it). ``.pth`` files found on the way are converted.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +21,10 @@ from moviechat_desktop.engine.errors import (
     WeightsCorrupt,
     WeightsMissing,
 )
+from moviechat_desktop.engine.model.safetensors_header import read_header
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.weights import hub
+from moviechat_desktop.engine.weights.convert import SKIPPED_KEY
 from moviechat_desktop.engine.weights.http_download import hash_file
 from moviechat_desktop.engine.weights.importer import forget_imports
 from moviechat_desktop.engine.weights.install import install_part, verify_snapshot_files
@@ -99,8 +102,25 @@ def verify_weights(
             _take_out_of_use(part, status)
             results.append(_result(part, False, part_status(part), str(err)))
             continue
-        results.append(_result(part, True, part_status(part), "ok"))
+        after = part_status(part)
+        results.append(_result(part, True, after, "ok" + _skipped_note(after.path)))
     return results
+
+
+def _skipped_note(path: Path | None) -> str:
+    """What reading the original ``.pth`` skipped (recorded in the converted file's metadata)."""
+    if path is None or not path.is_file() or path.suffix != ".safetensors":
+        return ""
+    try:
+        metadata = read_header(path).metadata
+        raw = metadata.get(SKIPPED_KEY)
+        listed = [str(x) for x in json.loads(raw)] if raw else []
+    except (OSError, ValueError, TypeError, WeightsCorrupt):
+        return ""
+    if not listed:
+        return ""
+    source = metadata.get("converted_from", "the .pth")
+    return f"; read from {source}, skipped without running: {'; '.join(listed)}"
 
 
 def _result(

@@ -1,20 +1,26 @@
 """One-time conversion of ``.pth`` checkpoints to ``.safetensors``.
 
-The original checkpoints are pickles. They are read once, safely (``read_checkpoint``:
-``weights_only=True``, the ``{'model': ...}`` wrapper removed), and written back as the same
-flat ``{key: tensor}`` dict in safetensors, so no later start ever unpickles anything. Keys,
-dtypes and values are preserved exactly.
+The original checkpoints are pickles. They are read once, safely (``read_checkpoint_contents``:
+a restricted unpickler that runs no code, the ``{'model': ...}`` wrapper removed), and written
+back as the same flat ``{key: tensor}`` dict in safetensors, so no later start ever unpickles
+anything. Keys, dtypes and values are preserved exactly. What the reader skipped (optimizer
+state, config objects...) is listed in the file's metadata under ``skipped`` (JSON), which
+``weights verify`` shows.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
+from moviechat_desktop.engine.model.checkpoint_io import (
+    CheckpointContents,
+    read_checkpoint_contents,
+)
 from moviechat_desktop.engine.weights.store import fsync_replace
 
 if TYPE_CHECKING:
@@ -26,6 +32,17 @@ log = logging.getLogger(__name__)
 def converted_name(filename: str) -> str:
     """``eva_vit_g.pth`` → ``eva_vit_g.safetensors``."""
     return Path(filename).stem + ".safetensors"
+
+
+SKIPPED_KEY = "skipped"
+
+
+def skipped_metadata(contents: CheckpointContents) -> dict[str, str]:
+    """The safetensors metadata listing what reading the ``.pth`` skipped (empty if nothing)."""
+    listed = list(contents.skipped)
+    if contents.skipped_globals:
+        listed.append("placeholders never imported: " + ", ".join(contents.skipped_globals))
+    return {SKIPPED_KEY: json.dumps(listed)} if listed else {}
 
 
 def save_safetensors(
@@ -67,7 +84,9 @@ def convert_checkpoint(src: Path, dest: Path) -> dict[str, torch.Tensor]:
     Raises ``UnsafeCheckpoint`` (a pickle that would run code), ``CheckpointMismatch`` (not a
     state dict) or ``WeightsMissing`` (no such file) — from ``read_checkpoint``.
     """
-    state = read_checkpoint(src)
-    save_safetensors(state, dest, {"converted_from": Path(src).name})
+    contents = read_checkpoint_contents(src)
+    state = contents.tensors
+    metadata = {"converted_from": Path(src).name, **skipped_metadata(contents)}
+    save_safetensors(state, dest, metadata)
     log.info("converted %s to %s (%d tensors)", src, dest, len(state))
     return state

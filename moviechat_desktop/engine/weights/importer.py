@@ -22,9 +22,9 @@ from moviechat_desktop.engine.errors import (
     WeightsCorrupt,
     WeightsMissing,
 )
-from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint_contents
 from moviechat_desktop.engine.progress import CancelToken
-from moviechat_desktop.engine.weights.convert import save_safetensors
+from moviechat_desktop.engine.weights.convert import save_safetensors, skipped_metadata
 from moviechat_desktop.engine.weights.http_download import hash_file
 from moviechat_desktop.engine.weights.manifest import Manifest, WeightPart, load_manifest
 from moviechat_desktop.engine.weights.status import PartStatus, part_status
@@ -85,8 +85,8 @@ def _identify(manifest: Manifest, candidate: Path) -> tuple[WeightPart | None, A
     if candidate.suffix == ".safetensors":
         keys: Any = safetensors_shapes(candidate)
     else:
-        state = read_checkpoint(candidate)
-        keys = state_shapes(state)
+        state = read_checkpoint_contents(candidate)
+        keys = state_shapes(state.tensors)
     part = detect_part(manifest, keys)
     return part, state, "" if part else "its keys match no part of the model"
 
@@ -202,13 +202,13 @@ def _import_one(
         used = src
     else:
         if state is None:
-            state = read_checkpoint(src)
-        check_keys(part, state_shapes(state), src.name)
+            state = read_checkpoint_contents(src)
+        check_keys(part, state_shapes(state.tensors), src.name)
         ByteReporter(part.id, progress, cancel, 1, phase="convert", file=src.name).set(0)
         used = save_safetensors(
-            state,
+            state.tensors,
             imported_dir() / f"{part.id}.safetensors",
-            {"converted_from": src.name, "part": part.id},
+            {"converted_from": src.name, "part": part.id, **skipped_metadata(state)},
         )
     used_size = used.stat().st_size
     digest = hash_file(

@@ -21,10 +21,10 @@ from moviechat_desktop.engine.errors import (
     UnsafeCheckpoint,
     WeightsCorrupt,
 )
-from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint
+from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint_contents
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.weights import hub
-from moviechat_desktop.engine.weights.convert import save_safetensors
+from moviechat_desktop.engine.weights.convert import save_safetensors, skipped_metadata
 from moviechat_desktop.engine.weights.http_download import hash_file, http_download
 from moviechat_desktop.engine.weights.manifest import (
     Manifest,
@@ -190,7 +190,8 @@ def finalize_file(
     reporter.set(0)
     dest = converted_path(part)
     try:
-        state = read_checkpoint(src)
+        contents = read_checkpoint_contents(src)
+        state = contents.tensors
         check_keys(part, state_shapes(state), src.name)
     except (UnsafeCheckpoint, CheckpointMismatch) as err:
         if owned:
@@ -200,8 +201,9 @@ def finalize_file(
         raise type(err)(f"{err} (from {part.source.describe()}; the file was deleted)") from err
     cancel.raise_if_cancelled()
     if src.suffix != ".safetensors" or src != dest:
-        save_safetensors(state, dest, {"converted_from": src.name, "part": part.id})
-    del state
+        metadata = {"converted_from": src.name, "part": part.id, **skipped_metadata(contents)}
+        save_safetensors(state, dest, metadata)
+    del state, contents
     reporter.set(1)
     size = dest.stat().st_size
     digest = hash_file(
