@@ -21,18 +21,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoError
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 
 if TYPE_CHECKING:
+    from moviechat_desktop.engine.dialogue.embedded import SubtitleTrack
+    from moviechat_desktop.engine.dialogue.film_dialogue import FilmDialogue
+    from moviechat_desktop.engine.dialogue.lines import Dialogue
+    from moviechat_desktop.engine.dialogue.speech import SpeechModel
     from moviechat_desktop.engine.memory.film_memory import FilmMemory
     from moviechat_desktop.engine.model.device import DeviceChoice
     from moviechat_desktop.engine.model.llm import Conversation, GenerationSettings
     from moviechat_desktop.engine.model.movie_chat import MovieChatModel
     from moviechat_desktop.engine.model.paths import ModelPaths
+    from moviechat_desktop.engine.model.prompt import BuiltPrompt
     from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
     from moviechat_desktop.engine.store.film_cache import ClearResult
     from moviechat_desktop.engine.store.film_store import FilmStore
@@ -61,6 +66,11 @@ class EncodeStatus:
     frames_per_s: float  # recent encoding speed (decode + model + memory)
     duration_s: float
     finished: bool
+    # speech recognition (when speech is the dialogue source): seconds of the film recognised,
+    # the film's length, and the recognised ranges for the timeline; 0/0/() otherwise
+    speech_done_s: float = 0.0
+    speech_total_s: float = 0.0
+    speech_covered: tuple[tuple[float, float], ...] = ()
 
     @property
     def fraction(self) -> float:
@@ -78,6 +88,10 @@ class AnswerInfo:
     answer_s: float = 0.0  # from the call to the last chunk
     chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    dialogue_source: str = "none"  # where the film's dialogue came from (lines.SOURCES)
+    dialogue_lines: int = 0  # dialogue lines that went into the prompt
+    turns_dropped: int = 0  # earlier turns left out of the prompt for room
+    prompt: str = ""  # the text given to the decoder, with the video placeholder
 
 
 class Assistant:
@@ -114,6 +128,13 @@ class Assistant:
         self._model_paths: ModelPaths | None = None
         self._store: FilmStore | None = None
         self._conversation_id: str | None = None
+        self._answer_limit: int | None = None
+        self._dialogue: FilmDialogue | None = None
+        self._speech_model: SpeechModel | None = None  # faster-whisper, shared by all films
+        # How the open film's frames arrive when a client uploads them (the server side of the
+        # remote engine), e.g. "uploaded-jpeg-q90"; None when decoded here from the film file.
+        # Part of the memory cache key: uploaded and locally decoded memories never mix.
+        self.frame_transport: str | None = None
 
     # ------------------------------------------------------------------ model
     @property
@@ -157,6 +178,15 @@ class Assistant:
         log.info("model loaded in %.2f s on %s", self.load_seconds, self._model.device_label)
         self._recheck_cache()
 
+    def use_model_of(self, other: Assistant) -> None:
+        """Share ``other``'s model, loading it first (a server holds one model for all the
+        films it has open, one ``Assistant`` per film)."""
+        other.load_model()
+        self._model, self.device_choice = other._model, other.device_choice
+        self._model_paths, self.load_seconds = other._model_paths, other.load_seconds
+        self.model_dir = other.model_dir
+        self._recheck_cache()
+
     def _resolve_paths(self) -> ModelPaths:
         """Where the weights are (cheap: no loading). ``WeightsMissing``/``WeightsCorrupt``."""
         from moviechat_desktop.engine.model.paths import ModelPaths
@@ -174,25 +204,57 @@ class Assistant:
     def video(self) -> VideoInfo | None:
         return self._video
 
-    def open(self, path: str | Path) -> VideoInfo:
-        """Probe ``path`` and prepare an empty memory for it. Raises ``VideoError``."""
-        from moviechat_desktop.engine.video.frames import plan_fps, plan_fragments, probe
+    def open(self, path: str | Path, subtitles: str | Path | None = None) -> VideoInfo:
+        """Probe ``path`` and prepare an empty memory for it. Raises ``VideoError``.
+
+        ``subtitles``: a subtitle file the user added (``DialogueError`` when it cannot be
+        read; then nothing changes, the previous film stays open).
+        """
+        from moviechat_desktop.engine.dialogue.subtitle_file import read_subtitle_file
+        from moviechat_desktop.engine.video.frames import probe
 
         info = probe(path)
-        sampling = self.settings.sampling
-        if sampling.plan == "fps":
-            plan = plan_fps(
-                info, fps=sampling.fps, frames_per_fragment=sampling.frames_per_fragment
-            )
-        else:
-            plan = plan_fragments(
-                info,
-                n_fragments=sampling.n_fragments,
-                frames_per_fragment=sampling.frames_per_fragment,
-            )
+        plan = self.plan_for(info)
+        added = None
+        if subtitles is not None:
+            subtitles = Path(subtitles).expanduser()
+            added = read_subtitle_file(subtitles, info.duration_s, info.fps)
         self.close()
         self._video, self._plan = info, plan
         self._open_store(info)
+        self._open_dialogue(info, added, subtitles)
+        return info
+
+    def _open_dialogue(self, info: VideoInfo, added: Any, added_path: Path | None) -> None:
+        from moviechat_desktop.engine.dialogue.film_dialogue import FilmDialogue
+
+        self._dialogue = FilmDialogue(
+            info,
+            self.film_id,
+            self.settings.dialogue,
+            speech_model=self._speech_model,
+            load_speech_model=self._load_speech_model,
+            added=added,
+            added_path=added_path if added is not None else None,
+        )
+
+    def plan_for(self, info: VideoInfo) -> SamplingPlan:
+        """The sampling plan of a film under the current sampling settings."""
+        from moviechat_desktop.engine.video.sampling import plan_for_settings
+
+        return plan_for_settings(info, self.settings.sampling)
+
+    def open_uploaded(
+        self, info: VideoInfo, plan: SamplingPlan, film_id: str, transport: str
+    ) -> VideoInfo:
+        """Open a film this process cannot read: a client decodes ``plan`` itself and sends the
+        frames (``encode_frames_for``) and the breakpoint pictures (``ask(frame=...)``).
+        ``film_id`` is the client's content fingerprint; ``transport`` names how the frames
+        travel (it joins the memory cache key)."""
+        self.close()
+        self.frame_transport = transport
+        self._video, self._plan = info, plan
+        self._open_store(info, film_id=film_id)
         return info
 
     def close(self) -> None:
@@ -206,6 +268,8 @@ class Assistant:
             self._store.close()
         self._store = None
         self._video = self._plan = self._memory = None
+        self._dialogue = None
+        self.frame_transport = None
         self._encode_seconds = 0.0
         self._recent_fps = 0.0
 
@@ -229,12 +293,12 @@ class Assistant:
         return self._memory
 
     # ------------------------------------------------------------------ persistence
-    def _open_store(self, info: VideoInfo) -> None:
+    def _open_store(self, info: VideoInfo, film_id: str | None = None) -> None:
         """Fingerprint the film, restore its cached memory and its latest conversation."""
         from moviechat_desktop.engine.store.chat_history import to_conversation
         from moviechat_desktop.engine.store.film_store import FilmStore
 
-        self._store = FilmStore(info.path, keep_history=self.keep_history)
+        self._store = FilmStore(info.path, keep_history=self.keep_history, film_id=film_id)
         self._attach_cache()
         self._conversation_id, records = self._store.latest_conversation()
         self._conversation = to_conversation(records)
@@ -251,6 +315,8 @@ class Assistant:
         except (MovieChatError, OSError) as err:  # no weights yet: retried by load_model
             log.debug("no memory cache before the model is available: %s", err)
             return
+        if self.frame_transport is not None:
+            identity = {**identity, "frames": self.frame_transport}
         entry = self._store.entry
         if entry is not None and entry.key.model != identity:
             # the model runs in another dtype than predicted: the restored tokens do not fit
@@ -334,8 +400,61 @@ class Assistant:
 
         return FilmCache.from_settings(self.settings.cache).clear()
 
+    def missing_fragments(self) -> list[int]:
+        """Indices of the open film's fragments not in memory yet, in order."""
+        _, plan = self._require_film()
+        done = set(self._done_fragments())
+        return [f.index for f in plan.fragments if f.index not in done]
+
     def _done_fragments(self) -> list[int]:
         return [] if self._memory is None else list(self._memory.fragment_indices())
+
+    # ------------------------------------------------------------------ dialogue
+    @property
+    def dialogue(self) -> Dialogue:
+        """The open film's dialogue now (``Dialogue.none()`` when none, off, or no film)."""
+        from moviechat_desktop.engine.dialogue.lines import Dialogue
+
+        if self._dialogue is None:
+            return Dialogue.none("No film is open")
+        return self._dialogue.current()
+
+    def set_dialogue_source(
+        self, source: str = "auto", file: str | Path | None = None, track: int | None = None
+    ) -> Dialogue:
+        """Choose where the open film's dialogue comes from; return the dialogue now.
+
+        ``source``: "auto" (the player's track, an added file, a sidecar, the default embedded
+        track, speech), or one of "file", "sidecar", "embedded", "speech", "none". ``file``: a
+        subtitle file the user added (remembered for the film). ``track``: the subtitle track
+        the player shows, as an index among the container's subtitle streams in ffprobe's
+        order (-1: the player shows none; None: unchanged). Raises ``DialogueError`` when the
+        choice cannot be used (the file or track is unreadable, no sidecar exists…).
+        """
+        if self._dialogue is None:
+            raise NotReady("no film is open")
+        return self._dialogue.choose(source, file=file, track=track)
+
+    def subtitle_tracks(self) -> list[SubtitleTrack]:
+        """The open film's subtitle streams (``.text`` False for bitmap ones), ffprobe's order."""
+        return [] if self._dialogue is None else list(self._dialogue.tracks())
+
+    def dialogue_step(self, cancel: CancelToken | None = None) -> bool:
+        """Recognise the next ~30 s of speech when speech is the source; False when none left.
+
+        Raises ``DialogueError`` once when the audio cannot be decoded (False after that).
+        """
+        if self._dialogue is None:
+            return False
+        return self._dialogue.step(cancel)
+
+    def _load_speech_model(self) -> SpeechModel:
+        from moviechat_desktop.engine.dialogue.speech import SpeechModel, resolve_speech_model
+
+        folder = resolve_speech_model(self.settings.dialogue.speech_model)
+        if self._speech_model is None or self._speech_model.folder != folder:
+            self._speech_model = SpeechModel(folder, device=self.settings.model.device)
+        return self._speech_model
 
     # ------------------------------------------------------------------ encoding
     def status(self) -> EncodeStatus:
@@ -352,7 +471,18 @@ class Assistant:
             frames_per_s=self._recent_fps,
             duration_s=self._video.duration_s,
             finished=len(done) == len(self._plan.fragments),
+            **self._speech_status(),
         )
+
+    def _speech_status(self) -> dict[str, Any]:
+        if self._dialogue is None or self._dialogue.speech is None:
+            return {}
+        progress = self._dialogue.speech_progress()
+        return {
+            "speech_done_s": progress.done_s,
+            "speech_total_s": progress.total_s,
+            "speech_covered": progress.covered,
+        }
 
     def _next_fragment(self) -> int | None:
         _, plan = self._require_film()
@@ -364,21 +494,54 @@ class Assistant:
 
     def encode_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
         """Encode the next fragment not yet in memory; return the new status."""
-        from moviechat_desktop.engine.video.frames import FrameDecoder, normalize
+        from moviechat_desktop.engine.video.frames import FrameDecoder
 
         info, plan = self._require_film()
+        if self.frame_transport is not None:
+            raise NotReady("this film's frames come from the client (encode_frames_for)")
         index = self._next_fragment()
         if index is None:
             return self.status()
         if cancel is not None:
             cancel.raise_if_cancelled()
         model = self.model
-        memory = self._require_memory()
         start = time.perf_counter()
         if self._decoder is None:
             self._decoder = FrameDecoder(info.path, size=model.config.image_size)
+        frames = self._decoder.decode(plan.fragments[index].frame_indices)  # (n, S, S, 3) uint8
+        self._encode_fragment(index, frames, start)
+        return self.status()
+
+    def encode_frames_for(self, index: int, frames_uint8: Any) -> EncodeStatus:
+        """Encode fragment ``index`` of the plan from frames decoded elsewhere (a client):
+        ``(n, S, S, 3)`` uint8 RGB, ``n`` the fragment's planned frame count, ``S`` the
+        model's input size. A fragment already in memory is left as it is."""
+        import numpy as np
+        import torch
+
+        _, plan = self._require_film()
+        if not 0 <= index < len(plan.fragments):
+            raise MovieChatError(f"fragment {index} is outside 0..{len(plan.fragments) - 1}")
+        size = self.model.config.image_size
+        expected = (len(plan.fragments[index].frame_indices), size, size, 3)
+        frames = np.asarray(frames_uint8)
+        if frames.dtype != np.uint8 or frames.shape != expected:
+            raise MovieChatError(
+                f"fragment {index} needs uint8 frames shaped {expected}, "
+                f"got {frames.dtype} {frames.shape}"
+            )
+        if index not in set(self._done_fragments()):
+            self._encode_fragment(index, torch.from_numpy(frames), time.perf_counter())
+        return self.status()
+
+    def _encode_fragment(self, index: int, frames: Any, start: float) -> None:
+        """Frames ``(n, S, S, 3)`` uint8 of fragment ``index`` → tokens into memory and cache."""
+        from moviechat_desktop.engine.video.preprocess import normalize
+
+        _, plan = self._require_film()
+        model = self.model
+        memory = self._require_memory()
         fragment = plan.fragments[index]
-        frames = self._decoder.decode(fragment.frame_indices)  # (n, S, S, 3) uint8
         # the uint8 frames go to the device (4x fewer bytes than float32) and are normalized there
         tokens = model.encode_frames(normalize(frames.to(model.device)))  # (n, Q, D) on the host
         memory.add_fragment(
@@ -428,6 +591,55 @@ class Assistant:
         assert self._conversation is not None
         return self._conversation
 
+    @staticmethod
+    def _supplied_frame(frame: Any, size: int) -> Any:
+        """A client's breakpoint picture ``(S, S, 3)`` uint8 → ``(1, 3, S, S)`` normalized."""
+        import numpy as np
+        import torch
+
+        from moviechat_desktop.engine.video.preprocess import normalize
+
+        picture = np.asarray(frame)
+        if picture.dtype != np.uint8 or picture.shape != (size, size, 3):
+            raise MovieChatError(
+                f"the breakpoint picture must be uint8 shaped {(size, size, 3)}, "
+                f"got {picture.dtype} {picture.shape}"
+            )
+        return normalize(torch.from_numpy(picture).unsqueeze(0))
+
+    def answer_length_limit(self) -> int:
+        """The most ``max_new_tokens`` that fit beside the video and the fixed prompt in the
+        decoder's context, read from the model's config and tokenizer files (no weights are
+        loaded, no film needs to be open). Raises ``WeightsMissing``."""
+        from moviechat_desktop.engine.model.llm import GenerationSettings
+        from moviechat_desktop.engine.model.prompt import answer_limit_for
+
+        if self._answer_limit is None:
+            self._answer_limit = answer_limit_for(
+                self._resolve_paths(), GenerationSettings().max_length
+            )
+        return self._answer_limit
+
+    def _question_dialogue(self) -> Dialogue:
+        """The open film's dialogue for a prompt: none when switched off in the settings."""
+        from moviechat_desktop.engine.dialogue.lines import Dialogue
+
+        if not self.settings.dialogue.enabled:
+            return Dialogue.none("Dialogue is switched off in Settings")
+        return self.dialogue
+
+    def _prompt_for(
+        self, question: str, mode: str, at_s: float | None, generation: GenerationSettings
+    ) -> tuple[Dialogue, BuiltPrompt]:
+        """The film's dialogue and the prompt for ``question`` within the decoder's budget
+        (``PromptTooLong`` when it cannot fit): cheap, no video work."""
+        from moviechat_desktop.engine.dialogue.selection import candidate_lines
+
+        dialogue = self._question_dialogue()
+        lines = candidate_lines(dialogue, question, mode, at_s)
+        prompt = self.model.build_prompt(self.conversation, question, generation, lines)
+        return dialogue, prompt
+
     def generation_settings(self) -> GenerationSettings:
         from moviechat_desktop.engine.model.llm import GenerationSettings
 
@@ -448,6 +660,7 @@ class Assistant:
         cancel: CancelToken | None = None,
         *,
         record_question: bool = True,
+        frame: Any = None,
     ) -> Iterator[str]:
         """Answer ``question``; yields text chunks as they are generated.
 
@@ -456,6 +669,8 @@ class Assistant:
         needs does not exist yet. The finished answer joins the conversation.
         ``record_question=False``: the question is already in the chat history (an engine
         process died before answering it and it is asked again): only the answer is saved.
+        ``frame``: the breakpoint picture, already squashed to the model's input size
+        (``(S, S, 3)`` uint8), when the film file is elsewhere (``open_uploaded``).
         """
         import torch
 
@@ -473,31 +688,43 @@ class Assistant:
         model = self.model
         start = time.perf_counter()
         timings: dict[str, float] = {}
+        if mode == "global":
+            at_s = None
+        else:
+            if at_s is None:
+                raise NotReady("a breakpoint question needs a time (at_s)")
+            if not -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S:
+                raise VideoError(
+                    f"{format_time(at_s)} is outside the film "
+                    f"({format_time(0.0)} to {format_time(info.duration_s)})"
+                )
+            # The player's clock may run a little past the last video frame (the
+            # container can outlast the stream): clamp to the film.
+            at_s = min(max(at_s, 0.0), info.duration_s)
+            if not self.covers(at_s):
+                status = self.status()
+                raise NotReady(
+                    f"the assistant has not watched up to {format_time(at_s)} yet "
+                    f"({status.fragments_done}/{status.fragments_total} fragments encoded)"
+                )
+        # The budget is checked before any video work (PromptTooLong).
+        generation = settings or self.generation_settings()
+        dialogue, prompt = self._prompt_for(question, mode, at_s, generation)
+        timings["prompt_s"] = time.perf_counter() - start
         with torch.inference_mode():
             if mode == "global":
-                at_s = None
                 frames = memory.global_frames()  # (L, Q, D)
             else:
-                if at_s is None:
-                    raise NotReady("a breakpoint question needs a time (at_s)")
-                if not -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S:
-                    raise VideoError(
-                        f"{format_time(at_s)} is outside the film "
-                        f"({format_time(0.0)} to {format_time(info.duration_s)})"
-                    )
-                # The player's clock may run a little past the last video frame (the
-                # container can outlast the stream): clamp to the film.
-                at_s = min(max(at_s, 0.0), info.duration_s)
-                if not self.covers(at_s):
-                    status = self.status()
-                    raise NotReady(
-                        f"the assistant has not watched up to {format_time(at_s)} yet "
-                        f"({status.fragments_done}/{status.fragments_total} fragments encoded)"
-                    )
+                assert at_s is not None
                 t0 = time.perf_counter()
-                if self._grabber is None:
-                    self._grabber = FrameGrabber(info.path)
-                pixels = self._grabber.grab(at_s, size=model.config.image_size)  # (1, 3, S, S)
+                if frame is not None:
+                    pixels = self._supplied_frame(frame, model.config.image_size)
+                elif self.frame_transport is not None:
+                    raise NotReady("a breakpoint question needs the picture at that moment")
+                else:
+                    if self._grabber is None:
+                        self._grabber = FrameGrabber(info.path)
+                    pixels = self._grabber.grab(at_s, size=model.config.image_size)
                 current = model.encode_frames(pixels)  # (1, Q, D)
                 timings["current_frame_s"] = time.perf_counter() - t0
                 frames = memory.breakpoint_frames(at_s, current)
@@ -506,12 +733,18 @@ class Assistant:
             timings["video_qformer_s"] = time.perf_counter() - t0
         info_out = AnswerInfo(mode=mode, at_s=at_s, memory_frames=int(frames.shape[0]))
         info_out.timings = timings
+        info_out.dialogue_source = dialogue.source
+        info_out.dialogue_lines = prompt.dialogue_lines
+        info_out.turns_dropped = prompt.turns_dropped
+        info_out.prompt = prompt.text
         self.last_answer = info_out
-        generation = settings or self.generation_settings()
         conversation = self.conversation
         if record_question:
             self._record("user", question, mode, at_s)
-        for chunk in model.stream_answer(visual, conversation, question, generation, cancel):
+        stream = model.stream_answer(
+            visual, conversation, question, generation, cancel, prompt=prompt
+        )
+        for chunk in stream:
             if info_out.first_token_s is None:
                 info_out.first_token_s = time.perf_counter() - start
             info_out.chunks += 1

@@ -61,13 +61,15 @@ def encoder_identity(
 class FilmStore:
     """The persistent side of one open film (see module docstring)."""
 
-    def __init__(self, path: Path, keep_history: bool = True) -> None:
+    def __init__(self, path: Path, keep_history: bool = True, film_id: str | None = None) -> None:
+        """``film_id``: the fingerprint computed elsewhere (a client that has the file)."""
         self.film_name = Path(path).name
-        try:
-            self.film_id: str | None = file_fingerprint(path)
-        except OSError as err:
-            log.warning("cannot fingerprint %s (%s): nothing about it is kept", path, err)
-            self.film_id = None
+        self.film_id: str | None = film_id
+        if film_id is None:
+            try:
+                self.film_id = file_fingerprint(path)
+            except OSError as err:
+                log.warning("cannot fingerprint %s (%s): nothing about it is kept", path, err)
         self.entry: CacheEntry | None = None
         self.restored = 0  # fragments the cache gave back
         self.history = ChatHistory.for_film(self.film_id) if keep_history and self.film_id else None

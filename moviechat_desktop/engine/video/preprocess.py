@@ -12,9 +12,13 @@ std`` per channel (CLIP's mean and std), which ``normalize`` reproduces bit for 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
@@ -26,6 +30,8 @@ def normalize(frames_uint8: torch.Tensor) -> torch.Tensor:
     Runs on the tensor's own device, so a caller may move the (4x smaller) uint8 frames to the
     accelerator first and normalize there.
     """
+    import torch
+
     frames = torch.as_tensor(frames_uint8)
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(
@@ -50,5 +56,7 @@ def resize_bicubic(rgb: np.ndarray, size: int = 224) -> np.ndarray:
 
 def preprocess_image(rgb: np.ndarray, size: int = 224) -> torch.Tensor:
     """HxWx3 uint8 RGB picture → (3, size, size) float32, as the original's breakpoint frame."""
+    import torch
+
     resized = torch.from_numpy(resize_bicubic(rgb, size))  # (size, size, 3)
     return normalize(resized.unsqueeze(0))[0]  # (3, size, size)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from moviechat_desktop.engine.settings import SamplingSettings
     from moviechat_desktop.engine.video.probe import VideoInfo
 
 
@@ -153,3 +154,12 @@ def plan_fps(info: VideoInfo, fps: float = 1.0, frames_per_fragment: int = 8) ->
             end_s = length
         fragments.append(_fragment(i, i * span, end_s, indices, starts))
     return SamplingPlan(fragments=tuple(fragments), kind="fps")
+
+
+def plan_for_settings(info: VideoInfo, sampling: SamplingSettings) -> SamplingPlan:
+    """The plan the sampling settings ask for (``plan_fps`` or ``plan_fragments``)."""
+    if sampling.plan == "fps":
+        return plan_fps(info, fps=sampling.fps, frames_per_fragment=sampling.frames_per_fragment)
+    return plan_fragments(
+        info, n_fragments=sampling.n_fragments, frames_per_fragment=sampling.frames_per_fragment
+    )

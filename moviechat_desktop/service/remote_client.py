@@ -1,0 +1,542 @@
+"""``RemoteEngine``: the client API (``api.EngineClient``) spoken to a MovieChat server over HTTP.
+
+The film stays on this computer. ``open`` probes and fingerprints it here and sends the server
+its description and sampling plan; ``encode_step`` decodes the next fragment's frames here (at
+the model's input size), compresses them (``remote_wire``) and uploads them; a breakpoint
+question carries the picture on screen at that moment. The server keeps the memory (in its
+cache, under the film's fingerprint), the conversations and the model.
+
+A server that lost the film (restarted, another replica, evicted) answers 404: the client opens
+the film again (the memory comes back from the server's cache) and repeats the request once.
+Network trouble, a refused token and a server that dies mid-answer are ``ServerError``s with a
+one-line message. Owned by one thread; ``interrupt`` may come from another.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from moviechat_desktop.engine.assistant import END_SLACK_S, AnswerInfo, EncodeStatus
+from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoError
+from moviechat_desktop.engine.settings import AppSettings, load_settings, user_config_dir
+from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
+from moviechat_desktop.engine.store.film_cache import ClearResult
+from moviechat_desktop.service import remote_wire as wire
+from moviechat_desktop.service.api import EngineError, EngineStopped, RemoteError
+
+if TYPE_CHECKING:
+    from moviechat_desktop.engine.model.llm import GenerationSettings
+    from moviechat_desktop.engine.progress import CancelToken
+    from moviechat_desktop.engine.video.probe import VideoInfo
+    from moviechat_desktop.engine.video.sampling import SamplingPlan
+    from moviechat_desktop.service.remote_frames import ClientFrames
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE_NAME = "server-token"
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 600.0  # one fragment on a slow server, or the model loading after a restart
+
+
+class ServerError(EngineError):
+    """The server cannot be reached, refused the request, or broke off."""
+
+
+class Unauthorized(ServerError):
+    """The server refused the bearer token (HTTP 401)."""
+
+
+def default_token_file() -> Path:
+    return user_config_dir() / TOKEN_FILE_NAME
+
+
+def read_token(token_file: str | Path | None = None) -> str:
+    """The bearer token from ``token_file`` (default: ``server-token`` in the config dir)."""
+    path = Path(token_file) if token_file else default_token_file()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ServerError(
+            f"no server token at {path}: copy the server's token file here or pass --token-file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ServerError(f"cannot read the server token {path}: {err}") from None
+    if not token or any(c.isspace() for c in token):
+        raise ServerError(f"{path} does not hold a token (one line, no spaces)")
+    return token
+
+
+def check_server_url(url: str) -> str:
+    """``http(s)://host[:port]`` without a trailing slash; ``ServerError`` otherwise."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ServerError(f"{url!r} is not a server address like http://HOST:8000")
+    return url.strip().rstrip("/")
+
+
+class RemoteEngine:
+    """The engine on a MovieChat server (see module docstring)."""
+
+    def __init__(
+        self,
+        server_url: str,
+        token_file: str | Path | None = None,
+        settings: AppSettings | None = None,
+        *,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.server_url = check_server_url(server_url)
+        token = read_token(token_file)
+        self._http = http or httpx.Client(
+            base_url=self.server_url,
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        )
+        self._http.headers["Authorization"] = f"Bearer {token}"
+        self._server: dict[str, Any] | None = None  # GET /info
+        self._video: VideoInfo | None = None
+        self._plan: SamplingPlan | None = None
+        self._film_id: str | None = None
+        self._open_body: dict[str, Any] | None = None
+        self._state: dict[str, Any] = {}
+        self._frames: ClientFrames | None = None
+        self._recent_fps = 0.0
+        self._encode_seconds = 0.0
+        self.load_seconds = 0.0
+        self.last_answer = AnswerInfo()
+        self.bytes_uploaded = 0  # frames and breakpoint pictures sent, for the bench
+        self._lock = threading.Lock()
+        self._response: httpx.Response | None = None  # the answer being streamed
+        self._stopped = False
+
+    # ------------------------------------------------------------------ transport
+    def _request(
+        self, method: str, path: str, *, retry_open: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """One request; a film the server lost is reopened and the request repeated once."""
+        if self._stopped:
+            raise EngineStopped("the client is shutting down")
+        headers = kwargs.pop("headers", {})
+        if self._film_id is not None:
+            headers[wire.MULTIPLEX_HEADER] = self._film_id
+        try:
+            response = self._http.request(method, wire.API_PREFIX + path, headers=headers, **kwargs)
+        except httpx.HTTPError as err:
+            raise self._network_error(err) from None
+        if response.status_code == 404 and retry_open and _error_type(response) == "FilmNotOpen":
+            log.info("the server lost the film: opening it again")
+            self._reopen()
+            return self._request(method, path, retry_open=False, headers=headers, **kwargs)
+        self._raise_for_status(response)
+        return response
+
+    def _network_error(self, err: Exception) -> ServerError:
+        if self._stopped:
+            return EngineStopped("the client is shutting down")  # type: ignore[return-value]
+        if isinstance(err, httpx.ConnectError | httpx.ConnectTimeout):
+            return ServerError(f"cannot reach the server at {self.server_url} ({err})")
+        if isinstance(err, httpx.TimeoutException):
+            return ServerError(f"the server at {self.server_url} did not answer in time")
+        return ServerError(f"the connection to the server at {self.server_url} broke ({err})")
+
+    def _raise_for_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        if status == 401:
+            raise Unauthorized(
+                f"the server at {self.server_url} refused the token (401): "
+                "check --token-file / the token file in Settings"
+            )
+        try:
+            error = response.json().get("error")
+        except (ValueError, AttributeError):
+            error = None
+        if error is None:
+            raise ServerError(f"the server at {self.server_url} failed (HTTP {status})")
+        if status == 413 or error.get("type") == "WireError":
+            raise ServerError(f"the server refused the request: {error.get('message')}")
+        raise wire.error_from_wire(error, RemoteError if status >= 500 else ServerError)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise ServerError(
+                f"the server at {self.server_url} sent a reply that is not JSON"
+            ) from None
+
+    def interrupt(self) -> None:
+        """Thread-safe: the call in flight ends with ``EngineStopped``, and every later one."""
+        self._stopped = True
+        with self._lock:
+            response = self._response
+        if response is not None:
+            response.close()
+
+    def shutdown(self) -> None:
+        self.close()
+        self._http.close()
+
+    # ------------------------------------------------------------------ model
+    @property
+    def model_loaded(self) -> bool:
+        return self._server is not None
+
+    @property
+    def device_label(self) -> str:
+        if self._server is None:
+            return "model not loaded"
+        host = urlsplit(self.server_url).netloc
+        return f"{self._server.get('device_label', '?')} on {host}"
+
+    def load_model(self) -> None:
+        """Ask the server what it runs (the server loaded its model when it started)."""
+        if self._server is None:
+            start = time.perf_counter()
+            info = self._json("GET", "/info")
+            if not isinstance(info, dict) or not isinstance(info.get("image_size"), int):
+                raise ServerError(f"{self.server_url} does not look like a MovieChat server")
+            if info.get("transport") != wire.TRANSPORT:
+                raise ServerError(
+                    f"the server expects frames as {info.get('transport')!r}, this app sends "
+                    f"{wire.TRANSPORT!r}: update one of them"
+                )
+            self._server = info
+            self.load_seconds = time.perf_counter() - start
+
+    # ------------------------------------------------------------------ film
+    @property
+    def video(self) -> VideoInfo | None:
+        return self._video
+
+    def open(self, path: str | Path) -> VideoInfo:
+        """Probe and fingerprint the film here; open it on the server from its description."""
+        from moviechat_desktop.engine.store.fingerprint import file_fingerprint
+        from moviechat_desktop.engine.video.probe import probe
+        from moviechat_desktop.engine.video.sampling import plan_for_settings
+        from moviechat_desktop.service.remote_frames import ClientFrames
+
+        info = probe(path)
+        plan = plan_for_settings(info, self.settings.sampling)
+        try:
+            film_id = file_fingerprint(info.path)
+        except OSError as err:
+            raise VideoError(f"cannot read '{info.path.name}': {err.strerror or err}") from None
+        self.load_model()
+        assert self._server is not None
+        self.close()
+        self._open_body = {
+            "info": wire.info_to_wire(info),
+            "sampling": wire.sampling_to_wire(self.settings.sampling),
+            "plan": wire.plan_to_wire(plan),
+        }
+        self._film_id, self._video, self._plan = film_id, info, plan
+        self._frames = ClientFrames(info.path, self._server["image_size"])
+        try:
+            self._reopen()
+        except BaseException:
+            self.close()
+            raise
+        return info
+
+    def _reopen(self) -> None:
+        if self._film_id is None or self._open_body is None:
+            raise NotReady("no film is open")
+        state = self._json("PUT", f"/films/{self._film_id}", json=self._open_body, retry_open=False)
+        self._take_state(state)
+
+    def _take_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or not isinstance(state.get("status"), dict):
+            raise ServerError("the server sent a malformed film state")
+        self._state = state
+
+    def close(self) -> None:
+        """Forget the film here (the server keeps it open for other clients, and its cache)."""
+        if self._frames is not None:
+            self._frames.close()
+        self._frames = None
+        self._video = self._plan = self._film_id = self._open_body = None
+        self._state = {}
+        self._recent_fps = self._encode_seconds = 0.0
+
+    def _require_film(self) -> tuple[VideoInfo, SamplingPlan]:
+        if self._video is None or self._plan is None:
+            raise NotReady("no film is open")
+        return self._video, self._plan
+
+    @property
+    def film_id(self) -> str | None:
+        return self._film_id
+
+    @property
+    def cache_restored(self) -> int:
+        return int(self._state.get("cache_restored") or 0)
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self._state.get("conversation_id")
+
+    @property
+    def history_error(self) -> str | None:
+        return self._state.get("history_error")
+
+    # ------------------------------------------------------------------ encoding
+    def status(self) -> EncodeStatus:
+        data = self._state.get("status")
+        if not data:
+            return EncodeStatus(0, 0, 0, 0, (), 0.0, 0.0, False)
+        data = {**data, "covered": wire.tuples(data.get("covered", [])), "frames_per_s": 0.0}
+        status = wire.dataclass_from_wire(EncodeStatus, data)
+        return dataclasses.replace(status, frames_per_s=self._recent_fps)
+
+    def _missing(self) -> list[int]:
+        return [int(i) for i in self._state.get("missing", [])]
+
+    def encode_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
+        """Decode the next fragment here, upload its frames, let the server encode them."""
+        _, plan = self._require_film()
+        missing = self._missing()
+        if not missing:
+            return self.status()
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        assert self._frames is not None
+        start = time.perf_counter()
+        index = missing[0]
+        frames = self._frames.fragment(plan.fragments[index].frame_indices)
+        body = wire.pack_frames(frames)
+        self.bytes_uploaded += len(body)
+        state = self._json(
+            "PUT",
+            f"/films/{self._film_id}/fragments/{index}",
+            content=body,
+            headers={"Content-Type": wire.FRAMES_CONTENT_TYPE},
+        )
+        self._take_state(state)
+        elapsed = time.perf_counter() - start
+        self._encode_seconds += elapsed
+        self._recent_fps = len(frames) / elapsed if elapsed > 0 else 0.0
+        return self.status()
+
+    def encode(
+        self,
+        cancel: CancelToken | None = None,
+        on_progress: Callable[[EncodeStatus], Any] | None = None,
+    ) -> EncodeStatus:
+        status = self.status()
+        while not status.finished:
+            status = self.encode_step(cancel)
+            if on_progress is not None:
+                on_progress(status)
+        return status
+
+    @property
+    def encode_seconds(self) -> float:
+        return self._encode_seconds
+
+    def covers(self, at_s: float) -> bool:
+        if self._plan is None:
+            return False
+        needed = self._plan.fragment_at(at_s).index
+        return all(i > needed for i in self._missing())
+
+    # ------------------------------------------------------------------ questions
+    def generation_settings(self) -> GenerationSettings:
+        from moviechat_desktop.engine.model.llm import GenerationSettings
+
+        g = self.settings.generation
+        return GenerationSettings(
+            greedy=g.greedy,
+            max_new_tokens=g.max_new_tokens,
+            top_p=g.top_p,
+            temperature=g.temperature,
+        )
+
+    def ask(
+        self,
+        question: str,
+        mode: str = "global",
+        at_s: float | None = None,
+        settings: GenerationSettings | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        record_question: bool = True,
+    ) -> Iterator[str]:
+        """Answer ``question`` on the server, streaming its chunks as they arrive."""
+        if not question.strip():
+            raise MovieChatError("the question is empty")
+        info, _ = self._require_film()
+        body: dict[str, Any] = {
+            "question": question,
+            "mode": mode,
+            "at_s": at_s,
+            "record_question": record_question,
+            "settings": None if settings is None else dataclasses.asdict(settings),
+        }
+        in_film = at_s is not None and -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S
+        if mode == "breakpoint" and at_s is not None and in_film:  # else the server says why
+            assert self._frames is not None
+            picture = self._frames.picture_at(min(max(at_s, 0.0), info.duration_s))
+            data = wire.encode_image(picture)
+            self.bytes_uploaded += len(data)
+            body["frame"] = base64.b64encode(data).decode("ascii")
+        start = time.perf_counter()
+        answer = AnswerInfo(mode=mode, at_s=at_s)
+        self.last_answer = answer
+        response = self._open_stream(body)
+        finished = False
+        try:
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                item = _parse_line(line)
+                if "chunk" in item:
+                    if answer.first_token_s is None:
+                        answer.first_token_s = time.perf_counter() - start
+                    answer.chunks += 1
+                    yield str(item["chunk"])
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                elif "done" in item:
+                    finished = True
+                    self._finish_answer(item["done"], answer, start)
+                    break
+                elif "error" in item:
+                    finished = True
+                    raise wire.error_from_wire(item["error"], RemoteError)
+        except httpx.HTTPError as err:
+            raise self._network_error(err) from None
+        finally:
+            with self._lock:
+                self._response = None
+            response.close()
+        if not finished:
+            if self._stopped:
+                raise EngineStopped("the client is shutting down")
+            raise ServerError(
+                f"the server at {self.server_url} stopped in the middle of the answer"
+            )
+
+    def _open_stream(self, body: dict[str, Any]) -> httpx.Response:
+        for attempt in (1, 2):
+            if self._stopped:
+                raise EngineStopped("the client is shutting down")
+            request = self._http.build_request(
+                "POST",
+                f"{wire.API_PREFIX}/films/{self._film_id}/ask",
+                json=body,
+                headers={wire.MULTIPLEX_HEADER: self._film_id or ""},
+            )
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.HTTPError as err:
+                raise self._network_error(err) from None
+            if response.status_code < 400:
+                with self._lock:
+                    self._response = response
+                return response
+            response.read()
+            response.close()
+            lost = response.status_code == 404 and _error_type(response) == "FilmNotOpen"
+            if attempt == 1 and lost:
+                self._reopen()
+                continue
+            self._raise_for_status(response)
+        raise ServerError("the server lost the film twice in a row")  # pragma: no cover
+
+    def _finish_answer(self, done: Any, answer: AnswerInfo, start: float) -> None:
+        answer.answer_s = time.perf_counter() - start
+        if not isinstance(done, dict):
+            return
+        server = done.get("answer_info") or {}
+        answer.memory_frames = int(server.get("memory_frames") or 0)
+        answer.at_s = server.get("at_s", answer.at_s)
+        timings = dict(server.get("timings") or {})
+        for key in ("first_token_s", "answer_s"):
+            if server.get(key) is not None:
+                timings[f"server_{key}"] = float(server[key])
+        answer.timings = timings
+        self._state["conversation_id"] = done.get("conversation_id")
+        self._state["history_error"] = done.get("history_error")
+
+    def new_conversation(self) -> None:
+        reply = self._json("POST", f"/films/{self._require_film_id()}/conversations")
+        self._state["conversation_id"] = reply.get("conversation_id")
+
+    def open_conversation(self, conversation_id: str) -> None:
+        path = f"/films/{self._require_film_id()}/conversations/{_segment(conversation_id)}"
+        reply = self._json("POST", path)
+        self._state["conversation_id"] = reply.get("conversation_id")
+
+    def conversations(self) -> list[ConversationSummary]:
+        if self._film_id is None:
+            return []
+        rows = self._json("GET", f"/films/{self._film_id}/conversations")
+        return [wire.dataclass_from_wire(ConversationSummary, row) for row in _rows(rows)]
+
+    def conversation_records(self, conversation_id: str | None = None) -> list[ChatRecord]:
+        if self._film_id is None:
+            return []
+        which = _segment(conversation_id) if conversation_id else "current"
+        rows = self._json("GET", f"/films/{self._film_id}/conversations/{which}")
+        return [wire.dataclass_from_wire(ChatRecord, row) for row in _rows(rows)]
+
+    def export_markdown(self, conversation_id: str | None = None) -> str:
+        which = _segment(conversation_id) if conversation_id else "current"
+        path = f"/films/{self._require_film_id()}/conversations/{which}/markdown"
+        return self._request("GET", path).text
+
+    def clear_cache(self) -> ClearResult:
+        """Clear the server's memory cache (films no replica has open)."""
+        return wire.dataclass_from_wire(ClearResult, self._json("POST", "/cache/clear"))
+
+    def _require_film_id(self) -> str:
+        self._require_film()
+        assert self._film_id is not None
+        return self._film_id
+
+
+def _error_type(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["type"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _parse_line(line: str) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+    except ValueError:
+        raise ServerError("the server's answer stream is garbled") from None
+    if not isinstance(item, dict):
+        raise ServerError("the server's answer stream is garbled")
+    return item
+
+
+def _rows(rows: Any) -> list[Any]:
+    if not isinstance(rows, list):
+        raise ServerError("the server sent a malformed list")
+    return rows
+
+
+def _segment(text: str) -> str:
+    """A conversation id as one URL path segment (ids are hex; anything else is refused)."""
+    if not text or not all(c.isalnum() or c in "-_" for c in text):
+        raise NotReady(f"no conversation {text!r} about this film")
+    return text
+
+
+__all__ = ["RemoteEngine", "ServerError", "Unauthorized", "default_token_file", "read_token"]
