@@ -20,11 +20,11 @@ from moviechat_desktop.engine.model.llm import (
     Conversation,
     GenerationSettings,
     LanguageModel,
-    left_truncate,
     postprocess,
 )
 from moviechat_desktop.engine.model.movie_chat import MovieChatModel
 from moviechat_desktop.engine.model.paths import ModelPaths
+from moviechat_desktop.engine.model.prompt import PromptTooLong
 from moviechat_desktop.engine.model.streaming import AnswerStream, visible_text
 from moviechat_desktop.engine.model.tokenizer import ByteTokenizer, HFTokenizer, load_tokenizer
 from moviechat_desktop.engine.model.video_qformer import VideoQFormer
@@ -140,31 +140,31 @@ def test_settings_defaults_are_the_originals(reference_dir):
         GenerationSettings(max_new_tokens=10, max_length=10)
 
 
-def test_left_truncation_keeps_the_newest_positions():
-    embeds = torch.arange(20.0).reshape(1, 20, 1)
-    settings = GenerationSettings(max_new_tokens=5, max_length=17)  # budget 12
-    kept = left_truncate(embeds, settings)
-    assert kept[0, :, 0].tolist() == list(range(8, 20))
-    assert left_truncate(embeds[:, :5], settings).shape[1] == 5
-
-
-def test_old_turns_are_dropped_before_truncating():
+def test_old_turns_are_dropped_and_nothing_is_cut_from_the_front():
+    """The oldest turns give way; when even the question does not fit beside the video it is
+    refused: the embeddings are never left-truncated (the system text and video stay)."""
     lm = ScriptedLM([])
     llm = LanguageModel(lm, ByteTokenizer())
     model = MovieChatModel(
         config=ModelConfig(), encoder=None, video_qformer=None, llm=llm, device="cpu", dtype=None
     )
+    width = model.visual_token_count
     conversation = Conversation()
     conversation.add("q" * 50, "a" * 50)
     conversation.add("short", "yes")
-    visual = torch.ones(1, 3, 4)
-    full = llm.prompt_length(conversation.prompt("now?"), 3)
+    visual = torch.ones(1, width, 4)
+    full = llm.prompt_length(conversation.prompt("now?"), width)
     one_dropped = conversation.prompt("now?", skip_turns=1)
     settings = GenerationSettings(max_new_tokens=10, max_length=10 + full - 1)
     embeds = model.prompt_embeds(visual, conversation, "now?", settings)
     torch.testing.assert_close(embeds, llm.prompt_embeds(one_dropped, visual))
-    tight = GenerationSettings(max_new_tokens=10, max_length=40)
-    assert model.prompt_embeds(visual, conversation, "now?", tight).shape[1] == 30
+    alone = llm.prompt_length(Conversation().prompt("now?"), width)
+    tight = GenerationSettings(max_new_tokens=10, max_length=10 + alone)
+    embeds = model.prompt_embeds(visual, conversation, "now?", tight)
+    torch.testing.assert_close(embeds, llm.prompt_embeds(Conversation().prompt("now?"), visual))
+    too_tight = GenerationSettings(max_new_tokens=10, max_length=10 + alone - 1)
+    with pytest.raises(PromptTooLong, match="question is too long"):
+        model.prompt_embeds(visual, conversation, "now?", too_tight)
 
 
 def test_postprocess_rules():

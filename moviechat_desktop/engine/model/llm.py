@@ -1,6 +1,7 @@
-"""The Vicuna side of MovieChat: prompt layout, conversation, generation settings, embeddings.
+"""The Vicuna side of MovieChat: generation settings, conversation, embeddings.
 
-Prompt (``inference.py``, Vicuna v0 style), for the first question::
+The prompt's text and budget live in ``prompt.py``; the first question's prompt is the
+original's (``inference.py``, Vicuna v0 style)::
 
     {SYSTEM}###Human: <Video><ImageHere></Video> {q1}###Assistant:
 
@@ -15,18 +16,33 @@ between their embeddings. Streaming generation lives in ``streaming.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from moviechat_desktop.engine.dialogue.lines import DialogueLine
+from moviechat_desktop.engine.model.prompt import (
+    IMAGE_PLACEHOLDER,
+    STOP_STRING,
+    SYSTEM_PROMPT,
+    dialogue_block,
+    layout,
+    neutralise,
+    prompt_length,
+)
 from moviechat_desktop.engine.model.tokenizer import TextTokenizer
 
-SYSTEM_PROMPT = (
-    "You are able to understand the visual content that the user provides."
-    "Follow the instructions carefully and explain your answers in details."
-)
-IMAGE_PLACEHOLDER = "<ImageHere>"
-STOP_STRING = "###"
+__all__ = [
+    "IMAGE_PLACEHOLDER",
+    "STOP_STRING",
+    "SYSTEM_PROMPT",
+    "Conversation",
+    "GenerationSettings",
+    "LanguageModel",
+    "Turn",
+    "postprocess",
+]
 
 
 @dataclass(frozen=True)
@@ -37,7 +53,7 @@ class GenerationSettings:
     top_p: float = 0.9  # nucleus mass (sampling only)
     temperature: float = 1.0  # softmax temperature (sampling only)
     max_new_tokens: int = 300  # answer length cap
-    max_length: int = 2000  # prompt + answer cap: the prompt is LEFT-truncated to fit
+    max_length: int = 2000  # prompt + video + answer positions (budget: prompt.py)
     repetition_penalty: float = 1.0  # 1.0 = none
     seed: int | None = None  # seeds torch's RNG before sampling (reproducible answers)
 
@@ -49,7 +65,7 @@ class GenerationSettings:
 
     @property
     def prompt_budget(self) -> int:
-        """Most prompt positions kept: ``max_length − max_new_tokens`` (the original's rule)."""
+        """Positions left for the prompt and the video: ``max_length − max_new_tokens``."""
         return self.max_length - self.max_new_tokens
 
 
@@ -66,18 +82,19 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
     system: str = SYSTEM_PROMPT
 
-    def prompt(self, question: str, skip_turns: int = 0) -> str:
+    def prompt(
+        self, question: str, skip_turns: int = 0, dialogue: Sequence[DialogueLine] = ()
+    ) -> str:
         """The prompt text for ``question`` after the turns so far (the oldest ``skip_turns``
-        left out); it holds ``<ImageHere>`` exactly once."""
-        if IMAGE_PLACEHOLDER in question:
-            question = question.replace(IMAGE_PLACEHOLDER, "")
-        exchanges = [
-            f"{turn.question}###Assistant: {turn.answer}" for turn in self.turns[skip_turns:]
-        ]
-        exchanges.append(f"{question}###Assistant:")
-        return f"{self.system}###Human: <Video>{IMAGE_PLACEHOLDER}</Video> " + "###Human: ".join(
-            exchanges
-        )
+        left out) with ``dialogue`` beside the video, every text neutralised; it holds
+        ``<ImageHere>`` exactly once. No budget here: ``prompt.build_prompt`` applies it."""
+        turns = [(neutralise(t.question), neutralise(t.answer)) for t in self.turns[skip_turns:]]
+        block = dialogue_block(dialogue)
+        return layout(neutralise(self.system), turns, neutralise(question), block)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The turns as ``(question, answer)`` pairs, oldest first."""
+        return [(t.question, t.answer) for t in self.turns]
 
     def add(self, question: str, answer: str) -> None:
         self.turns.append(Turn(question, answer))
@@ -102,13 +119,6 @@ class Conversation:
 def postprocess(text: str) -> str:
     """The original's answer clean-up: cut at ``###``, keep what follows ``Assistant:``."""
     return text.split(STOP_STRING, maxsplit=1)[0].rsplit("Assistant:", maxsplit=1)[-1].strip()
-
-
-def left_truncate(embeds: torch.Tensor, settings: GenerationSettings) -> torch.Tensor:
-    """Drop the oldest positions of ``embeds`` ``(1, L, H)`` beyond ``settings.prompt_budget``
-    (the original: ``begin = max(0, L + max_new_tokens − max_length)``)."""
-    begin = max(0, embeds.shape[1] - settings.prompt_budget)
-    return embeds[:, begin:]  # (1, min(L, budget), H)
 
 
 class LanguageModel:
@@ -145,4 +155,4 @@ class LanguageModel:
         return torch.cat([self.embed_ids(first), visual, self.embed_ids(second)], dim=1)
 
     def prompt_length(self, prompt: str, visual_tokens: int) -> int:
-        return sum(len(ids) for ids in self.segment_ids(prompt)) + visual_tokens
+        return prompt_length(self.tokenizer, prompt, visual_tokens)

@@ -8,12 +8,13 @@ mode; inference entry points run under ``torch.inference_mode()``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from moviechat_desktop.engine.dialogue.lines import DialogueLine
 from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsMissing
 from moviechat_desktop.engine.model.checkpoints import (
     check_llama_loading,
@@ -27,10 +28,10 @@ from moviechat_desktop.engine.model.llm import (
     Conversation,
     GenerationSettings,
     LanguageModel,
-    left_truncate,
 )
 from moviechat_desktop.engine.model.paths import ModelPaths
 from moviechat_desktop.engine.model.positions import hierarchical_position_table
+from moviechat_desktop.engine.model.prompt import BuiltPrompt, build_prompt
 from moviechat_desktop.engine.model.streaming import AnswerStream
 from moviechat_desktop.engine.model.tokenizer import load_tokenizer
 from moviechat_desktop.engine.model.video_qformer import VideoQFormer
@@ -185,6 +186,31 @@ class MovieChatModel:
             frames = frames.to(self.device, self.dtype)
             return self.video_qformer(frames, table.to(self.device, self.dtype)).float().cpu()
 
+    @property
+    def visual_token_count(self) -> int:
+        """Decoder positions the video takes (the video Q-Former's queries)."""
+        return self.config.video_qformer.num_query_tokens
+
+    def build_prompt(
+        self,
+        conversation: Conversation,
+        question: str,
+        settings: GenerationSettings,
+        dialogue: Sequence[DialogueLine] = (),
+    ) -> BuiltPrompt:
+        """The prompt for ``question`` within ``settings.max_length`` (``prompt.build_prompt``):
+        cheap, so it runs before any video work. Raises ``PromptTooLong``."""
+        return build_prompt(
+            self.llm.tokenizer,
+            visual_tokens=self.visual_token_count,
+            system=conversation.system,
+            turns=conversation.pairs(),
+            question=question,
+            max_length=settings.max_length,
+            max_new_tokens=settings.max_new_tokens,
+            dialogue=dialogue,
+        )
+
     @torch.inference_mode()
     def prompt_embeds(
         self,
@@ -192,16 +218,14 @@ class MovieChatModel:
         conversation: Conversation,
         question: str,
         settings: GenerationSettings,
+        *,
+        prompt: BuiltPrompt | None = None,
     ) -> torch.Tensor:
-        """The decoder's input ``(1, L, H)``: oldest follow-up turns dropped while the prompt is
-        over ``settings.prompt_budget``, then left-truncated as the original if still over."""
-        budget, width = settings.prompt_budget, visual.shape[1]
-        skip = 0
-        prompt = conversation.prompt(question)
-        while skip < len(conversation.turns) and self.llm.prompt_length(prompt, width) > budget:
-            skip += 1
-            prompt = conversation.prompt(question, skip_turns=skip)
-        return left_truncate(self.llm.prompt_embeds(prompt, visual), settings)
+        """The decoder's input ``(1, L, H)`` for ``prompt`` (default: built here without
+        dialogue). Nothing is cut from the embeddings: the budget was applied to the text."""
+        if prompt is None:
+            prompt = self.build_prompt(conversation, question, settings)
+        return self.llm.prompt_embeds(prompt.text, visual)
 
     def stream_answer(
         self,
@@ -210,11 +234,14 @@ class MovieChatModel:
         question: str,
         settings: GenerationSettings,
         cancel: CancelToken | None = None,
+        *,
+        prompt: BuiltPrompt | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text as it is generated; when complete, append the turn
-        ``(question, answer)`` to ``conversation``. Raises ``Cancelled`` (nothing appended) if
-        ``cancel`` fires, ``OutOfGpuMemory`` on CUDA OOM."""
-        embeds = self.prompt_embeds(visual, conversation, question, settings)
+        ``(question, answer)`` to ``conversation``. ``prompt`` is the one ``build_prompt``
+        made (default: built here without dialogue). Raises ``Cancelled`` (nothing appended)
+        if ``cancel`` fires, ``OutOfGpuMemory`` on CUDA OOM."""
+        embeds = self.prompt_embeds(visual, conversation, question, settings, prompt=prompt)
         stream = AnswerStream(self.llm, embeds, settings, cancel)
         with oom_guard("answering"):
             yield from stream
