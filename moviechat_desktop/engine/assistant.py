@@ -164,13 +164,18 @@ class Assistant:
         start = time.perf_counter()
         paths = self._resolve_paths()
         choice = detect_device_choice(
-            requested=self.settings.model.precision, device=self.settings.model.device
+            requested=self.settings.model.precision,
+            device=self.settings.model.device,
+            llama_dir=str(paths.llama_dir),
         )
+        if choice.device == "cpu" and choice.dtype_name == "bfloat16":
+            log.warning("%s", choice.reason)  # said once, where the user can see why
         self._model = MovieChatModel.load(
             paths,
             device=choice.device,
             dtype=choice.dtype,
             quantization=choice.quantization_config(),
+            plan=choice.plan,
         )
         self.device_choice = choice
         self._model_paths = paths

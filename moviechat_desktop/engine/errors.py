@@ -59,3 +59,9 @@ class Busy(MovieChatError):
 
 class CacheError(MovieChatError):
     """A memory cache or chat history file is corrupt or incompatible."""
+
+
+class DialogueError(MovieChatError):
+    """A film's dialogue cannot be read: a subtitle file that is not one (binary, empty,
+    unknown format, undecodable, too large), a bitmap subtitle track, or an audio track that
+    cannot be decoded for speech recognition."""

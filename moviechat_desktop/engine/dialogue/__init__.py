@@ -1,1 +1,1 @@
-"""A film's dialogue: timed lines from subtitles or recognised speech, and their place in prompts."""
+"""A film's dialogue: timed lines from subtitles or recognised speech, and their use in prompts."""

@@ -19,6 +19,7 @@ from moviechat_desktop.engine.errors import MovieChatError
 
 MANIFEST_ENV = "MOVIECHAT_WEIGHTS_MANIFEST"
 MODEL_PATH_FIELDS = ("eva_vit", "blip2_qformer", "videollama", "llama_dir")
+OPTIONAL_FIELDS = ("whisper",)  # parts the model runs without (speech recognition)
 SOURCE_TYPES = ("url", "hf_file", "hf_snapshot")
 DESTINATIONS = ("user_cache", "hf_cache")
 
@@ -68,6 +69,8 @@ class WeightPart:
     expect_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     required_files: tuple[str, ...] = ()
     required_any: tuple[tuple[str, ...], ...] = ()
+    # a directory part whose weights are these files, not transformers weights (CTranslate2)
+    weight_files: tuple[str, ...] = ()
 
     @property
     def is_dir(self) -> bool:
@@ -83,12 +86,13 @@ class Manifest:
     parts: tuple[WeightPart, ...]
     model_config: Path | None = None  # a tiny_config.json-style file; None = real dimensions
     origin: str = "configs/weights_manifest.json"
+    optional: tuple[WeightPart, ...] = ()  # not part of the model; downloaded when asked for
 
     def part(self, part_id: str) -> WeightPart:
-        for part in self.parts:
+        for part in self.parts + self.optional:
             if part.id == part_id:
                 return part
-        known = ", ".join(p.id for p in self.parts)
+        known = ", ".join(p.id for p in self.parts + self.optional)
         raise MovieChatError(f"unknown weights part {part_id!r} (known: {known})")
 
     @property
@@ -111,7 +115,9 @@ def _shape(value: Any) -> tuple[int, ...] | None:
     return None if value is None else tuple(int(v) for v in value)
 
 
-def _parse_part(raw: dict[str, Any], origin: str) -> WeightPart:
+def _parse_part(
+    raw: dict[str, Any], origin: str, fields: tuple[str, ...] = MODEL_PATH_FIELDS
+) -> WeightPart:
     try:
         src = raw["source"]
         source = Source(
@@ -140,11 +146,12 @@ def _parse_part(raw: dict[str, Any], origin: str) -> WeightPart:
             expect_config=dict(raw.get("expect_config", {})),
             required_files=tuple(raw.get("required_files", ())),
             required_any=tuple(tuple(group) for group in raw.get("required_any", ())),
+            weight_files=tuple(raw.get("weight_files", ())),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise MovieChatError(f"weights manifest {origin} is malformed: {err!r}") from err
     problems = []
-    if part.field not in MODEL_PATH_FIELDS:
+    if part.field not in fields:
         problems.append(f"field {part.field!r}")
     if source.type not in SOURCE_TYPES:
         problems.append(f"source type {source.type!r}")
@@ -172,8 +179,10 @@ def parse_manifest(data: dict[str, Any], origin: str, base_dir: Path | None = No
             f"weights manifest {origin}: unsupported format {data.get('format')!r}"
         )
     parts = tuple(_parse_part(raw, origin) for raw in data.get("parts", ()))
+    optional = tuple(_parse_part(raw, origin, OPTIONAL_FIELDS) for raw in data.get("optional", ()))
     fields = [p.field for p in parts]
-    if sorted(fields) != sorted(MODEL_PATH_FIELDS) or len({p.id for p in parts}) != len(parts):
+    ids = {p.id for p in parts + optional}
+    if sorted(fields) != sorted(MODEL_PATH_FIELDS) or len(ids) != len(parts) + len(optional):
         wanted = ", ".join(MODEL_PATH_FIELDS)
         raise MovieChatError(f"weights manifest {origin} must have one part for each of {wanted}")
     config = data.get("model_config")
@@ -182,7 +191,7 @@ def parse_manifest(data: dict[str, Any], origin: str, base_dir: Path | None = No
         config_path = Path(config)
         if not config_path.is_absolute() and base_dir is not None:
             config_path = base_dir / config_path
-    return Manifest(parts=parts, model_config=config_path, origin=origin)
+    return Manifest(parts=parts, model_config=config_path, origin=origin, optional=optional)
 
 
 def load_manifest(path: str | Path | None = None) -> Manifest:

@@ -122,6 +122,8 @@ def check_directory(part: WeightPart, folder: Path) -> list[Path]:
         ]
         if wrong:
             raise CheckpointMismatch(f"{folder} is not the {part.title}: {', '.join(wrong)}")
+    if part.weight_files:  # not transformers weights (a CTranslate2 model.bin)
+        return [folder / name for name in part.weight_files]
     return _check_weight_files(part, folder)
 
 
