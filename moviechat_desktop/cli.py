@@ -62,6 +62,15 @@ def _command_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: bool) -> None:
+    """Log to stderr, with control characters in the messages escaped (``for_terminal``)."""
+    from moviechat_desktop.terminal_text import TerminalLogFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(TerminalLogFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     prefer_passive_openmp()  # before anything imports torch
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -71,10 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command_mode = args_list[0].startswith("-")
     parser = _command_parser() if command_mode else _gui_parser()
     args = parser.parse_args(args_list)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     if not command_mode:
         from moviechat_desktop.app import run_gui
 
@@ -91,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("moviechat-desktop: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
     except MovieChatError as err:
-        print(f"moviechat-desktop: error: {err}", file=sys.stderr)
+        from moviechat_desktop.terminal_text import for_terminal
+
+        print(f"moviechat-desktop: error: {for_terminal(str(err))}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -12,6 +12,8 @@ import argparse
 import json
 import time
 
+from moviechat_desktop.terminal_text import for_terminal, json_for_terminal
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     cache = sub.add_parser(
@@ -44,11 +46,11 @@ def run_status(args: argparse.Namespace) -> int:
     cache = _cache()
     summary = cache.status_summary()
     if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print(json_for_terminal(summary))
         return 0
     entries = summary["entries"]
     print(
-        f"memory cache: {summary['root']}\n"
+        f"memory cache: {for_terminal(str(summary['root']))}\n"
         f"{len(entries)} item(s), {_size(summary['total_bytes'])} of a "
         f"{_size(summary['limit_bytes'] or 0)} limit"
     )
@@ -56,7 +58,7 @@ def run_status(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["last_used"]))
         what = "(corrupt, moved aside)" if e["corrupt"] else e["film"] or e["name"]
         done = f"{e['fragments_done']}/{e['fragments_total']} fragments"
-        print(f"  {what}  {done}  {_size(e['bytes'])}  last used {when}")
+        print(f"  {for_terminal(str(what))}  {done}  {_size(e['bytes'])}  last used {when}")
     return 0
 
 

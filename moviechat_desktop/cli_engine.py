@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 
 from moviechat_desktop.engine.errors import MovieChatError
+from moviechat_desktop.terminal_text import for_terminal, json_for_terminal
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -145,7 +145,7 @@ def run_ask(args: argparse.Namespace) -> int:
     for chunk in assistant.ask(args.question, mode=mode, at_s=at_s, settings=settings):
         chunks.append(chunk)
         if not args.json:
-            sys.stdout.write(chunk)
+            sys.stdout.write(for_terminal(chunk, keep_newlines=True))
             sys.stdout.flush()
     answer_info = assistant.last_answer
     if not args.json:
@@ -155,7 +155,7 @@ def run_ask(args: argparse.Namespace) -> int:
     timings["answer_s"] = answer_info.answer_s
     timings.update(answer_info.timings)
     print(
-        json.dumps(
+        json_for_terminal(
             {
                 "answer": "".join(chunks).strip(),
                 "mode": mode,
@@ -172,7 +172,6 @@ def run_ask(args: argparse.Namespace) -> int:
                 "greedy": settings.greedy,
                 "timings": {k: round(v, 4) for k, v in timings.items()},
             },
-            ensure_ascii=False,
         )
     )
     return 0
@@ -182,7 +181,7 @@ def run_encode(args: argparse.Namespace) -> int:
     assistant, info, status, timings = _open_and_encode(args)
     if args.json:
         print(
-            json.dumps(
+            json_for_terminal(
                 {
                     "video": str(info.path),
                     "duration_s": info.duration_s,
@@ -194,7 +193,6 @@ def run_encode(args: argparse.Namespace) -> int:
                     "device": assistant.device_label,
                     "timings": {k: round(v, 4) for k, v in timings.items()},
                 },
-                ensure_ascii=False,
             )
         )
     else:
@@ -202,7 +200,8 @@ def run_encode(args: argparse.Namespace) -> int:
         note = f" ({cached} fragments from the cache)" if cached else ""
         print(
             f"encoded {status.frames_done} frames in {status.fragments_done} fragments "
-            f"of {info.path.name} in {timings['encode_s']:.1f} s on {assistant.device_label}"
+            f"of {for_terminal(info.path.name)} in {timings['encode_s']:.1f} s "
+            f"on {assistant.device_label}"
             f"{note}"
         )
     return 0

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from moviechat_desktop.engine.errors import WeightsCorrupt, WeightsMissing
+from moviechat_desktop.terminal_text import for_terminal
 
 _STATE_WORDS = {
     "ready": "installed",
@@ -63,6 +64,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _say(text: str) -> None:
+    """Print one line of the report: paths, file names and details come from outside
+    (``for_terminal`` escapes their control characters)."""
+    print(for_terminal(text))
+
+
 def _print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -85,25 +92,25 @@ def _status_report(manifest: Any, statuses: list[Any]) -> dict[str, Any]:
 def _print_status(report: dict[str, Any]) -> None:
     from moviechat_desktop.engine.weights import format_bytes
 
-    print(f"MovieChat model weights ({report['manifest']})")
+    _say(f"MovieChat model weights ({report['manifest']})")
     for part in report["parts"]:
         size = ("" if part["size_exact"] else "~") + format_bytes(part["size"])
         state = _STATE_WORDS.get(part["state"], part["state"])
         if part["partial_bytes"] and not part["path"]:
             state += f" ({format_bytes(part['partial_bytes'])} so far)"
         where = part["path"] or part["destination"]
-        print(f"  {part['title'][:44]:<44} {size:>9}  {state}")
-        print(f"  {'':<44} {'':>9}  {part['origin'] or 'goes to'}: {where}")
+        _say(f"  {part['title'][:44]:<44} {size:>9}  {state}")
+        _say(f"  {'':<44} {'':>9}  {part['origin'] or 'goes to'}: {where}")
         if part["detail"] and part["state"] == "invalid":
-            print(f"  {'':<44} {'':>9}  {part['detail']}")
+            _say(f"  {'':<44} {'':>9}  {part['detail']}")
     for dest in report["destinations"]:
-        print(f"Free disk space: {format_bytes(dest['free_bytes'])} in {dest['path']}")
+        _say(f"Free disk space: {format_bytes(dest['free_bytes'])} in {dest['path']}")
     if report["offline"]:
-        print("Offline mode is on (HF_HUB_OFFLINE): downloads are disabled.")
+        _say("Offline mode is on (HF_HUB_OFFLINE): downloads are disabled.")
     if report["ready"]:
-        print("All parts are installed.")
+        _say("All parts are installed.")
     else:
-        print(
+        _say(
             f"Not ready: run `moviechat-desktop weights download` "
             f"(about {format_bytes(report['missing_bytes'])}) or `moviechat-desktop weights "
             "import PATH` to use files you already have."
@@ -209,7 +216,7 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         for r in results:
             word = "ok" if r.ok else "FAILED" if r.failed else "missing"
-            print(f"  {word:<8}{r.title}: {r.detail}")
+            _say(f"  {word:<8}{r.title}: {r.detail}")
     failed = [r for r in results if r.failed]
     if failed:
         names = "; ".join(f"{r.title}: {r.detail}" for r in failed)
@@ -221,7 +228,7 @@ def _verify(args: argparse.Namespace) -> int:
     if missing:
         raise WeightsMissing(missing_message(missing))
     if not args.json:
-        print("All parts verified.")
+        _say("All parts verified.")
     return 0
 
 
@@ -246,8 +253,8 @@ def _import(args: argparse.Namespace) -> int:
         _print_json(report)
         return 0
     for s in result.imported:
-        print(f"Imported {s.title}: {s.path}")
+        _say(f"Imported {s.title}: {s.path}")
     for line in result.ignored:
-        print(f"Ignored {line}")
+        _say(f"Ignored {line}")
     _print_status(report)
     return 0

@@ -7,6 +7,7 @@ cursor or clear the screen. ``for_terminal`` shows every control character escap
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\e"}
@@ -27,8 +28,30 @@ def for_terminal(text: str, keep_newlines: bool = False) -> str:
     for char in str(text):
         if keep_newlines and char in "\n\t":
             out.append(char)
-        elif unicodedata.category(char) in ("Cc", "Cf") and char not in "\u200d":
+        elif _is_control(char):
             out.append(_escape(char))
         else:
             out.append(char)
     return "".join(out)
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cf") and char != "\u200d"
+
+
+def json_for_terminal(data: object, **kwargs: object) -> str:
+    """``json.dumps(data, ensure_ascii=False)`` with every control character left by it (C1,
+    Unicode format/bidi controls) written as a ``\\uXXXX`` escape: the same JSON value, safe
+    to print."""
+    import json
+
+    text = json.dumps(data, ensure_ascii=False, **kwargs)  # type: ignore[arg-type]
+    return "".join(json.dumps(c)[1:-1] if _is_control(c) else c for c in text)
+
+
+class TerminalLogFormatter(logging.Formatter):
+    """Log records as the terminal should show them: control characters escaped (a film's
+    name in a warning cannot drive the terminal), line breaks of tracebacks kept."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record), keep_newlines=True)
