@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import pickle
 import signal
 import threading
 import time
@@ -30,7 +31,7 @@ from typing import Any
 
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.service import pipe_wire as wire
-from moviechat_desktop.service.api import EngineDied, EngineError, EngineStopped
+from moviechat_desktop.service.api import EngineDied, EngineError, EngineStopped, RemoteError
 from moviechat_desktop.service.engine_host import serve
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,9 @@ class LocalEngine:
                 message = wire.loads(self._conn.recv_bytes()) if ready else None
             except (EOFError, OSError) as err:
                 raise self._died() from err
+            except pickle.UnpicklingError as err:  # a class this process must not import
+                self._busy = False
+                raise RemoteError(f"the engine's reply cannot be read here: {err}") from err
             if message is None:
                 if not cancel_sent and any(t.cancelled for t in tokens):
                     self._send(("cancel", call_id))
