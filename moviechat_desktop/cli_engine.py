@@ -23,7 +23,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     ask.add_argument("video")
     ask.add_argument("question")
-    ask.add_argument("--at", help="breakpoint: HH:MM:SS, MM:SS or seconds (default: whole film)")
+    ask.add_argument(
+        "--at",
+        type=_at_time,
+        help="breakpoint: HH:MM:SS, MM:SS or seconds (default: whole film)",
+    )
     _common(ask)
     ask.add_argument("--greedy", action="store_true", help="greedy decoding (deterministic)")
     ask.add_argument("--max-new-tokens", type=int, default=None, metavar="N")
@@ -106,15 +110,14 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
     return assistant, info, status, timings
 
 
-def _parse_at(text: str | None) -> float | None:
-    if text is None:
-        return None
+def _at_time(text: str) -> float:
+    """``--at``'s type: a malformed time is a usage error (exit 2), before any file opens."""
     from moviechat_desktop.timefmt import parse_time
 
     try:
         return parse_time(text)
     except ValueError as err:
-        raise MovieChatError(f"--at {text!r}: {err}") from err
+        raise argparse.ArgumentTypeError(for_terminal(str(err))) from None
 
 
 def run_ask(args: argparse.Namespace) -> int:
@@ -122,7 +125,7 @@ def run_ask(args: argparse.Namespace) -> int:
     from moviechat_desktop.engine.errors import VideoError
     from moviechat_desktop.engine.video.probe import format_time
 
-    at_s = _parse_at(args.at)
+    at_s = args.at  # already parsed and checked by argparse (_at_time)
     if not args.question.strip():
         raise MovieChatError("the question is empty")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
@@ -131,7 +134,8 @@ def run_ask(args: argparse.Namespace) -> int:
     def check(info) -> None:  # before any encoding: fail fast
         if at_s is not None and at_s > info.duration_s + END_SLACK_S:
             raise VideoError(
-                f"--at {args.at} lies beyond the end of the film ({format_time(info.duration_s)})"
+                f"--at {format_time(at_s)} lies beyond the end of the film "
+                f"({format_time(info.duration_s)})"
             )
 
     assistant, info, status, timings = _open_and_encode(args, until_s=at_s, check=check)

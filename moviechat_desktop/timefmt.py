@@ -53,7 +53,10 @@ def parse_time(text: str) -> float:
     stripped = text.strip()
     plain = _SECONDS.match(stripped)
     if plain:
-        return float(plain.group("num"))
+        seconds = float(plain.group("num"))
+        if not math.isfinite(seconds):  # "999…9" (hundreds of digits) reads as infinity
+            raise ValueError(f"not a time: {text[:40]!r} (too large)")
+        return seconds
     match = _CLOCK.fullmatch(stripped)
     if not match:
         raise ValueError(f"not a time: {text!r} (use h:mm:ss, mm:ss or seconds)")
