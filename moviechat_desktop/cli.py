@@ -5,6 +5,8 @@
     moviechat-desktop encode VIDEO                  build the film's memory (progress bar)
     moviechat-desktop weights status|download|verify|import
     moviechat-desktop cache status|clear            the films' cached memories
+    moviechat-desktop transcript VIDEO [--json]     the film's dialogue (subtitles or speech)
+    moviechat-desktop serve [--host H --port P]     the engine as a server (Ray Serve)
 
 Every failure is one line on stderr and a non-zero exit status. Heavy imports (torch,
 transformers, Qt) happen inside the command that needs them, so ``--help`` is instant.
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from moviechat_desktop import __version__
 from moviechat_desktop.runtime_env import prefer_passive_openmp
 
-SUBCOMMANDS = ("ask", "encode", "weights", "cache")
+SUBCOMMANDS = ("ask", "encode", "weights", "cache", "serve", "transcript")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -40,7 +42,9 @@ def _gui_parser() -> argparse.ArgumentParser:
             "  ask       answer a question about a video from the terminal\n"
             "  encode    build a video's memory ahead of time\n"
             "  weights   show, download, verify or import the model weights\n"
-            "  cache     show or clear the films' cached memories"
+            "  cache     show or clear the films' cached memories\n"
+            "  serve     run the engine as a server for other computers (Ray Serve)\n"
+            "  transcript  print a film's dialogue (subtitles, or recognised speech)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -54,11 +58,15 @@ def _command_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moviechat-desktop")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
-    from moviechat_desktop import cli_cache, cli_engine, cli_weights
+    from moviechat_desktop import cli_cache, cli_engine, cli_serve, cli_weights
 
     cli_engine.add_parsers(sub)
     cli_weights.add_parsers(sub)
     cli_cache.add_parsers(sub)
+    cli_serve.add_parser(sub)
+    from moviechat_desktop import cli_dialogue
+
+    cli_dialogue.add_parsers(sub)
     return parser
 
 

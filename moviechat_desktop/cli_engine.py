@@ -7,6 +7,7 @@ import dataclasses
 import sys
 import time
 
+from moviechat_desktop import cli_serve
 from moviechat_desktop.engine.errors import MovieChatError
 from moviechat_desktop.terminal_text import for_terminal, json_for_terminal
 
@@ -30,7 +31,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     _common(ask)
     ask.add_argument("--greedy", action="store_true", help="greedy decoding (deterministic)")
-    ask.add_argument("--max-new-tokens", type=int, default=None, metavar="N")
+    ask.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="answer length cap in tokens (the model's context decides the allowed range)",
+    )
+    ask.add_argument(
+        "--subtitles",
+        metavar="FILE",
+        help="a subtitle file (.srt .ass .ssa .vtt .sub) whose lines the assistant reads",
+    )
+    ask.add_argument(
+        "--no-dialogue",
+        action="store_true",
+        help="leave the film's dialogue (subtitles, recognised speech) out of the prompt",
+    )
     ask.add_argument(
         "--continue",
         dest="continue_chat",
@@ -56,6 +73,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="neither use nor update the film's cached memory (encode from scratch)",
     )
+    cli_serve.add_server_options(parser)
 
 
 class _Bar:
@@ -85,9 +103,17 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
     from moviechat_desktop.engine.progress import CancelToken
 
     timings: dict[str, float] = {}
-    assistant = Assistant(model_dir=args.model_dir, use_cache=not args.no_cache)
+    assistant = cli_serve.make_engine(args) or Assistant(
+        model_dir=args.model_dir, use_cache=not args.no_cache
+    )
+    if getattr(args, "no_dialogue", False):
+        assistant.settings.dialogue.enabled = False
     t0 = time.perf_counter()
-    info = assistant.open(args.video)
+    subtitles = getattr(args, "subtitles", None)
+    if subtitles is None:
+        info = assistant.open(args.video)
+    else:
+        info = assistant.open(args.video, subtitles=subtitles)
     timings["open_s"] = time.perf_counter() - t0
     if not getattr(args, "continue_chat", False):
         assistant.new_conversation()
@@ -128,8 +154,8 @@ def run_ask(args: argparse.Namespace) -> int:
     at_s = args.at  # already parsed and checked by argparse (_at_time)
     if not args.question.strip():
         raise MovieChatError("the question is empty")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise MovieChatError("--max-new-tokens must be at least 1")
+    if args.max_new_tokens is not None and not args.server:
+        _check_answer_length(args)
 
     def check(info) -> None:  # before any encoding: fail fast
         if at_s is not None and at_s > info.duration_s + END_SLACK_S:
@@ -139,6 +165,7 @@ def run_ask(args: argparse.Namespace) -> int:
             )
 
     assistant, info, status, timings = _open_and_encode(args, until_s=at_s, check=check)
+    _recognise_speech(assistant, info.duration_s if at_s is None else at_s, timings)
     settings = assistant.generation_settings()
     if args.greedy:
         settings = dataclasses.replace(settings, greedy=True)
@@ -173,7 +200,11 @@ def run_ask(args: argparse.Namespace) -> int:
                 "cache_hit": assistant.cache_restored > 0,
                 "fragments_from_cache": assistant.cache_restored,
                 "device": assistant.device_label,
+                "engine": "server" if args.server else "local",
                 "greedy": settings.greedy,
+                "dialogue_source": answer_info.dialogue_source,
+                "dialogue_lines": answer_info.dialogue_lines,
+                "prompt": answer_info.prompt,
                 "timings": {k: round(v, 4) for k, v in timings.items()},
             },
         )
@@ -181,8 +212,57 @@ def run_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_answer_length(args: argparse.Namespace) -> None:
+    """``--max-new-tokens`` outside what fits beside the video and the fixed prompt in the
+    decoder's context: a usage error (exit 2), decided from the model's config and tokenizer
+    files before any film is opened or weights are loaded."""
+    from moviechat_desktop.cli import EXIT_USAGE
+    from moviechat_desktop.engine.assistant import Assistant
+
+    limit = Assistant(model_dir=args.model_dir).answer_length_limit()
+    if not 1 <= args.max_new_tokens <= limit:
+        print(
+            f"moviechat-desktop: error: --max-new-tokens {args.max_new_tokens} is out of range: "
+            f"this model takes 1 to {limit} (its context is shared with the video and the "
+            "prompt)",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_USAGE)
+
+
+def _recognise_speech(assistant, until_s: float, timings: dict[str, float]) -> None:
+    """When recognised speech is the film's dialogue: recognise it up to ``until_s`` (the
+    breakpoint, or the film's end) before asking, with a progress bar."""
+    from moviechat_desktop.engine.errors import DialogueError
+    from moviechat_desktop.engine.progress import CancelToken
+
+    status = assistant.status()
+    if not status.speech_pending or status.speech_total_s <= 0:
+        return
+    cancel = CancelToken()
+    bar = _Bar(round(status.speech_total_s), "recognising speech")
+    t0 = time.perf_counter()
+    try:
+        while status.speech_pending and status.speech_done_s < until_s:
+            if not assistant.dialogue_step(cancel):
+                break
+            status = assistant.status()
+            bar.update(round(status.speech_done_s))
+    except DialogueError as err:  # the audio cannot be decoded: answer with what there is
+        print(f"moviechat-desktop: warning: {for_terminal(str(err))}", file=sys.stderr)
+    finally:
+        bar.close()
+    timings["speech_s"] = time.perf_counter() - t0
+
+
 def run_encode(args: argparse.Namespace) -> int:
+    from moviechat_desktop.cli_dialogue import recognise_speech
+
     assistant, info, status, timings = _open_and_encode(args)
+    speech_error = recognise_speech(assistant)  # when speech is the film's dialogue source
+    if speech_error:
+        msg = f"moviechat-desktop: speech recognition stopped: {for_terminal(speech_error)}"
+        print(msg, file=sys.stderr)
     if args.json:
         print(
             json_for_terminal(

@@ -3,6 +3,7 @@
 # the libraries Qt's xcb platform needs) and a virtual environment at .venv with the app.
 # Idempotent: a second run installs nothing new and takes a few seconds.
 #   EXTRAS=test ./scripts/setup.sh   -> also the test tools
+#   EXTRAS=server ./scripts/setup.sh -> also the remote engine's server (Ray Serve)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

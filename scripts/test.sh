@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. ./scripts/test.sh -k parity
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS=test ./scripts/setup.sh
+EXTRAS=test,server ./scripts/setup.sh
 ./scripts/fetch_test_videos.sh >/dev/null
 
 echo "== ruff check";         .venv/bin/ruff check .

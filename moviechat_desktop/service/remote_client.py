@@ -94,9 +94,11 @@ class RemoteEngine:
         token_file: str | Path | None = None,
         settings: AppSettings | None = None,
         *,
+        use_cache: bool = True,
         http: httpx.Client | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        self.use_cache = use_cache  # False: the server neither reads nor writes this film's cache
         self.server_url = check_server_url(server_url)
         token = read_token(token_file)
         self._http = http or httpx.Client(
@@ -242,6 +244,7 @@ class RemoteEngine:
             "info": wire.info_to_wire(info),
             "sampling": wire.sampling_to_wire(self.settings.sampling),
             "plan": wire.plan_to_wire(plan),
+            "use_cache": self.use_cache,
         }
         self._film_id, self._video, self._plan = film_id, info, plan
         self._frames = ClientFrames(info.path, self._server["image_size"])

@@ -100,12 +100,21 @@ class FilmService:
         info = wire.info_from_wire(body.get("info"))
         sampling = wire.sampling_from_wire(body.get("sampling"))
         plan = wire.plan_from_wire(body.get("plan"), sampling, info)
+        use_cache = body.get("use_cache", True)
+        if not isinstance(use_cache, bool):
+            raise wire.WireError("use_cache must be true or false")
         current = self._films.get(film_id)
-        if current is not None and current.settings.sampling == sampling:
+        if (
+            current is not None
+            and current.settings.sampling == sampling
+            and current.use_cache == use_cache
+        ):
             self._films.move_to_end(film_id)
             return self.state(film_id)
         settings = dataclasses.replace(self.settings, sampling=sampling)
-        assistant = Assistant(settings=settings, model_dir=self._base.model_dir)
+        assistant = Assistant(
+            settings=settings, model_dir=self._base.model_dir, use_cache=use_cache
+        )
         assistant.use_model_of(self._base)
         assistant.open_uploaded(info, plan, film_id, wire.TRANSPORT)
         if current is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +97,21 @@ def start(
         raise
 
 
-def stop() -> None:
-    """Shut the deployment and this process's Ray connection down (idempotent)."""
+def stop(timeout_s: float = 10.0) -> None:
+    """Shut the deployment and this process's Ray connection down (idempotent).
+
+    A Ctrl-C in a terminal reaches Ray's own processes too (same process group): Serve's
+    controller may then be gone and ``serve.shutdown`` would wait 30 s for it, so it gets
+    ``timeout_s`` before Ray itself is shut down (which ends the processes it started).
+    """
     import ray
 
     try:
         if ray.is_initialized():
-            serve.shutdown()
+            worker = threading.Thread(target=serve.shutdown, name="serve-shutdown", daemon=True)
+            worker.start()
+            worker.join(timeout_s)
+            if worker.is_alive():
+                log.warning("Serve did not shut down within %.0f s; stopping Ray", timeout_s)
     finally:
         ray.shutdown()
