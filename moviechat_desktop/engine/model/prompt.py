@@ -77,8 +77,8 @@ def neutralise(text: str) -> str:
 
 def format_line(line: DialogueLine) -> str:
     """One dialogue entry as the prompt shows it: ``[01:12] Speaker: text`` (one line)."""
-    text = neutralise(_SPACES.sub(" ", line.text).strip())
-    speaker = neutralise(_SPACES.sub(" ", line.speaker).strip())
+    text = _SPACES.sub(" ", neutralise(line.text)).strip()
+    speaker = _SPACES.sub(" ", neutralise(line.speaker)).strip()
     said = f"{speaker}: {text}" if speaker else text
     return f"[{format_time(line.start_s)}] {said}"
 
