@@ -89,7 +89,6 @@ def test_encode_json(capsys, reference_dir, make_video):
         (lambda d, mv: mv("a.m4a", seconds=1, audio_only=True), (), "audio"),
         (lambda d, mv: _truncated(d, mv("whole.mp4", seconds=4)), (), "incomplete"),
         (lambda d, mv: mv("ok.mp4", seconds=2), ("--at", "0:05"), "beyond the end"),
-        (lambda d, mv: mv("ok.mp4", seconds=2), ("--max-new-tokens", "0"), "at least 1"),
     ],
 )
 def test_bad_inputs_one_line_nonzero(
