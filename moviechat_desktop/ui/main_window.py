@@ -17,7 +17,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from moviechat_desktop.engine.settings import AppSettings, load_settings
-from moviechat_desktop.ui import dialogs
+from moviechat_desktop.ui import dialogs, slot_errors
 from moviechat_desktop.ui.app_resources import app_icon, read_stylesheet
 from moviechat_desktop.ui.chat_controller import ChatController
 from moviechat_desktop.ui.chat_panel import ChatPanel
@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         self.film_info: Any = None
         self.last_error_box: Any = None
         self.weights_dialog: Any = None
+        slot_errors.install(self)  # an exception escaping any slot is shown and logged
         self.snapshot_dir = dialogs.snapshot_dir()
         self._make_assistant = make_assistant or make_engine_assistant
         self._probe = probe

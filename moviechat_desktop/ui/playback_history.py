@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+from moviechat_desktop.engine.file_checks import real_path
 from moviechat_desktop.engine.settings import user_data_dir
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def default_history_path() -> Path:
 
 
 def _key(path: str | Path) -> str:
-    return str(Path(path).expanduser().resolve())
+    return real_path(path)  # (Path.resolve raises on a symbolic-link loop)
 
 
 class PlaybackHistory:

@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QTimer, QUrl, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from moviechat_desktop.engine.file_checks import real_path
 from moviechat_desktop.ui import vlc_setup
 from moviechat_desktop.ui.video_surface import VideoSurface
 
@@ -45,6 +46,7 @@ class PlayerWidget(QWidget):
     volume_changed = Signal(int, bool)  # volume 0-100, muted
     rate_changed = Signal(float)
     message_posted = Signal(str)  # short on-screen-display style notices
+    subtitle_track_changed = Signal(int)  # index of the track shown among the film's; -1: off
 
     def __init__(self, parent: QWidget | None = None, vlc_args: Sequence[str] | None = None):
         super().__init__(parent)
@@ -260,7 +262,7 @@ class PlayerWidget(QWidget):
             return False
         import vlc
 
-        uri = QUrl.fromLocalFile(str(Path(path).resolve())).toString()
+        uri = QUrl.fromLocalFile(real_path(path)).toString()  # no raise on a link loop
         ok = self._player.add_slave(vlc.MediaSlaveType.subtitle, uri, True) == 0
         self.message_posted.emit(
             f"Subtitles: {Path(path).name}" if ok else f"Cannot load subtitles {Path(path).name}"
@@ -279,6 +281,8 @@ class PlayerWidget(QWidget):
         current = self._player.video_get_spu()
         following = ids[(ids.index(current) + 1) % len(ids)] if current in ids else ids[0]
         self._player.video_set_spu(following)
+        shown = [track_id for track_id in ids if track_id >= 0]  # VLC lists "Disable" as -1
+        self.subtitle_track_changed.emit(shown.index(following) if following in shown else -1)
         name = dict(tracks)[following]
         text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
         self.message_posted.emit(f"Subtitles: {text}")

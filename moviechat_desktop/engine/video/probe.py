@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from moviechat_desktop.engine.errors import VideoDecodeError, VideoError
+from moviechat_desktop.engine.file_checks import MISSING, why_unusable
 from moviechat_desktop.engine.video.ffprobe import FFprobe
 from moviechat_desktop.timefmt import format_time as clock_time
 
@@ -115,8 +116,11 @@ def _check_readable(path: Path) -> None:
     """Raise a ``VideoError`` unless ``path`` is a non-empty file this process can read."""
     name = path.name or str(path)
     try:
-        if not path.exists():
+        why = why_unusable(path)
+        if why == MISSING:
             raise VideoError(f"The file '{name}' does not exist.")
+        if why is not None:
+            raise VideoError(f"'{name}' {why}.")
         if path.is_dir():
             raise VideoError(f"'{name}' is a folder, not a video file.")
         if not path.is_file():

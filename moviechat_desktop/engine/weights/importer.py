@@ -22,6 +22,7 @@ from moviechat_desktop.engine.errors import (
     WeightsCorrupt,
     WeightsMissing,
 )
+from moviechat_desktop.engine.file_checks import real_path, why_unusable
 from moviechat_desktop.engine.model.checkpoint_io import read_checkpoint_contents
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.weights.convert import save_safetensors, skipped_metadata
@@ -58,7 +59,7 @@ def _candidates(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise WeightsMissing(f"{path} does not exist")
+        raise WeightsMissing(f"{path} {why_unusable(path) or 'is not a file or folder'}")
     if (path / "config.json").is_file():
         return [path]
     children = sorted(path.iterdir())
@@ -108,11 +109,11 @@ def import_weights(
     """
     manifest = manifest or load_manifest()
     cancel = cancel or CancelToken()
-    path = Path(path).expanduser().resolve()
+    path = Path(real_path(path))  # (Path.resolve raises on a symbolic-link loop)
     wanted = manifest.part(part_id) if part_id else None
     if wanted is not None and (wanted.is_dir or path.is_file()):
-        if not path.exists():
-            raise WeightsMissing(f"{path} does not exist")
+        if why_unusable(path):
+            raise WeightsMissing(f"{path} {why_unusable(path)}")
         return ImportResult(imported=[_import_one(wanted, path, None, progress, cancel)])
     chosen, ignored = _choose(manifest, path, cancel)
     if wanted is not None:  # a folder searched for one file part
