@@ -71,6 +71,8 @@ class EncodeStatus:
     speech_done_s: float = 0.0
     speech_total_s: float = 0.0
     speech_covered: tuple[tuple[float, float], ...] = ()
+    speech_pending: bool = False  # speech is the source and chunks remain (background work)
+    speech_error: str | None = None  # why recognition stopped (undecodable audio…)
 
     @property
     def fraction(self) -> float:
@@ -130,6 +132,7 @@ class Assistant:
         self._conversation_id: str | None = None
         self._answer_limit: int | None = None
         self._dialogue: FilmDialogue | None = None
+        self._speech_turn = False  # background_step alternates memory and speech
         self._speech_model: SpeechModel | None = None  # faster-whisper, shared by all films
         # How the open film's frames arrive when a client uploads them (the server side of the
         # remote engine), e.g. "uploaded-jpeg-q90"; None when decoded here from the film file.
@@ -487,7 +490,29 @@ class Assistant:
             "speech_done_s": progress.done_s,
             "speech_total_s": progress.total_s,
             "speech_covered": progress.covered,
+            "speech_pending": self._dialogue.speech_pending(),
+            "speech_error": progress.error,
         }
+
+    def background_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
+        """One unit of the open film's background work, on the engine's schedule: a memory
+        fragment (when the model is loaded) and a ~30 s speech chunk (when speech is the
+        dialogue source) take turns. A speech failure is kept in the status
+        (``speech_error``) and never stops the memory; a fragment's failure raises."""
+        from moviechat_desktop.engine.errors import DialogueError
+
+        status = self.status()
+        memory_due = self.model_loaded and not status.finished
+        if memory_due and not (status.speech_pending and self._speech_turn):
+            self._speech_turn = True
+            return self.encode_step(cancel)
+        self._speech_turn = False
+        if status.speech_pending:
+            try:
+                self.dialogue_step(cancel)
+            except DialogueError as err:
+                log.warning("speech recognition stopped: %s", err)
+        return self.status()
 
     def _next_fragment(self) -> int | None:
         _, plan = self._require_film()

@@ -90,6 +90,9 @@ class ModelWorker(QThread):
     cache_cleared = Signal(object)  # ClearResult
     engine_restarted = Signal(str)  # why: the engine's process died and a new one started
     engine_gave_up = Signal(object)  # ErrorReport: it kept dying; the assistant is off
+    dialogue_changed = Signal(object)  # Dialogue (frozen): the open film's lines and source
+    answer_informed = Signal(int, object)  # request id, AnswerInfo (before answer_finished)
+    answer_limit_known = Signal(int)  # the longest answer the model's context allows
 
     def __init__(self, assistant_factory: EngineClientFactory, parent=None) -> None:
         super().__init__(parent)
@@ -112,6 +115,7 @@ class ModelWorker(QThread):
         self._sent: set[int] = set()  # request ids handed to the engine (maybe recorded)
         self._deaths: list[float] = []
         self._gave_up: ErrorReport | None = None
+        self._dialogue_key: tuple | None = None  # what dialogue_changed last carried
 
     # ------------------------------------------------------------------ GUI-thread API
     def load_model(self) -> None:
@@ -141,6 +145,13 @@ class ModelWorker(QThread):
         """New settings: start a new engine, reload the model, reopen the current film."""
         self._cancel_film_work()
         self._post("replace", (factory,))
+
+    def set_dialogue_source(
+        self, source: str = "auto", file: str | None = None, track: int | None = None
+    ) -> None:
+        """Where the open film's dialogue comes from (the user's pick, a subtitle file they
+        added, the subtitle track the player shows); ``dialogue_changed`` follows."""
+        self._post("dialogue_source", (source, file, track))
 
     def update_settings(self, settings: Any) -> None:
         """New generation settings (used from the next question; nothing reloads)."""
@@ -230,7 +241,8 @@ class ModelWorker(QThread):
         a = self._engine
         if a is None or self._film_path is None or self._encode_error is not None:
             return False
-        return a.model_loaded and not a.status().finished
+        status = a.status()  # memory to encode, or speech to recognise (dialogue)
+        return (a.model_loaded and not status.finished) or status.speech_pending
 
     # ------------------------------------------------------------------ the engine's life
     def _start_engine(self) -> None:
@@ -347,6 +359,9 @@ class ModelWorker(QThread):
         elif command == "settings":
             if self._engine is not None:
                 self._engine.settings = args[0]
+                self._report_dialogue()
+        elif command == "dialogue_source":
+            self._choose_dialogue(*args)
         elif command == "replace":
             path = self._film_path
             self._end_engine()
@@ -374,6 +389,18 @@ class ModelWorker(QThread):
             self.model_unavailable.emit(ErrorReport.from_exception(err))
             return
         self.model_loaded.emit(self._engine.device_label)
+        self._report_answer_limit()
+
+    def _report_answer_limit(self) -> None:
+        limit = getattr(self._engine, "answer_length_limit", None)
+        if limit is None:
+            return
+        try:
+            self.answer_limit_known.emit(int(limit()))
+        except EngineError:
+            raise
+        except Exception:  # the spin box keeps its default range
+            log.exception("the model's answer length limit is unknown")
 
     def _open(self, path: str, reason: str = "opened", keep_questions: bool = False) -> None:
         self._close_film(keep_questions)
@@ -391,6 +418,7 @@ class ModelWorker(QThread):
         self._film_path = path
         status = self._engine.status()
         self.film_opened.emit(path, status)
+        self._report_dialogue(force=True)
         self._report_conversation(reason)
         self._progress.report(status, force=True)
 
@@ -426,7 +454,11 @@ class ModelWorker(QThread):
 
     def _encode_step(self) -> None:
         try:
-            status = self._engine.encode_step(self._film_cancel)
+            engine = self._engine
+            # speech to recognise (only an engine that reads dialogue says so): it takes
+            # turns with the memory in background_step; otherwise plain encoding
+            step = engine.background_step if engine.status().speech_pending else engine.encode_step
+            status = step(self._film_cancel)
         except (Cancelled, EngineError):
             raise
         except Exception as err:  # a bad stretch of film, out of memory, a bug: stop here
@@ -434,6 +466,42 @@ class ModelWorker(QThread):
             self.errored.emit(self._encode_error)
             return
         self._progress.report(status, force=status.finished)
+        if status.speech_pending or status.speech_done_s > 0:
+            self._report_dialogue()  # recognised speech adds lines
+
+    # ------------------------------------------------------------------ dialogue
+    def _choose_dialogue(self, source: str, file: str | None, track: int | None) -> None:
+        if self._engine is None or self._film_path is None:
+            return
+        try:
+            self._engine.set_dialogue_source(source, file=file, track=track)
+        except EngineError:
+            raise
+        except Exception as err:  # an unreadable file, a bitmap track: say why
+            if file is None and track is not None:  # the player switched tracks: no dialog
+                log.warning("the subtitle track shown cannot be read: %s", err)
+            else:
+                self.errored.emit(ErrorReport.from_exception(err))
+        self._report_dialogue(force=True)
+
+    def _report_dialogue(self, force: bool = False) -> None:
+        """Send the open film's dialogue when it changed (source, label or line count)."""
+        a = self._engine
+        if a is None or self._film_path is None:
+            return
+        try:
+            dialogue = getattr(a, "dialogue", None)
+        except EngineError:
+            raise
+        except Exception:  # the dialogue must never stop the player or the encoder
+            log.exception("reading the film's dialogue failed")
+            return
+        if dialogue is None:
+            return
+        key = (dialogue.source, dialogue.label, len(dialogue.lines))
+        if force or key != self._dialogue_key:
+            self._dialogue_key = key
+            self.dialogue_changed.emit(dialogue)
 
     # ------------------------------------------------------------------ questions
     def _finish_question(self, question: Question) -> None:
@@ -486,6 +554,9 @@ class ModelWorker(QThread):
         if question.cancel.cancelled:
             self.answer_stopped.emit(question.request_id)
         else:
+            info = getattr(self._engine, "last_answer", None)
+            if info is not None:
+                self.answer_informed.emit(question.request_id, info)
             self.answer_finished.emit(question.request_id)
             self._report_conversation("updated")
         self._check_history_saved()
@@ -499,11 +570,12 @@ class ModelWorker(QThread):
         if not records:
             return False
         last = records[-1]
-        return (
-            last.role == "user"
-            and last.text == question.text.strip()
-            and last.mode == question.mode
-        )
+        saved = last.role == "user" and last.text == question.text.strip()
+        if saved and last.mode == question.mode:
+            log.info("question %d was saved by the engine that died: asked again, saved once",
+                     question.request_id)  # fmt: skip
+            return True
+        return False
 
     def _check_history_saved(self) -> None:
         """Tell the user (once per film) when the conversation can no longer be saved."""

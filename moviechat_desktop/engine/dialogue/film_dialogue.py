@@ -272,6 +272,13 @@ class FilmDialogue:
         self._current = None
         return worked
 
+    def speech_pending(self) -> bool:
+        """True when speech is the source and chunks remain to be recognised."""
+        if not self.settings.enabled or self.current().source != "speech":
+            return False
+        s = self._speech
+        return s is not None and s.error is None and not s.finished
+
     def speech_progress(self) -> SpeechProgress:
         if self._speech is None:
             return SpeechProgress()
