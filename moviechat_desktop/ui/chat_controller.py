@@ -75,6 +75,7 @@ class ChatController(QObject):
         panel.stop_requested.connect(self.stop_current)
         worker.encoding_progressed.connect(self.on_encoding_progressed)
         worker.conversation_loaded.connect(self.on_conversation_loaded)
+        worker.answer_informed.connect(self.on_answer_informed)
 
     # ------------------------------------------------------------------ questions
     def ask(self, entry: ChatEntry) -> None:
@@ -110,6 +111,14 @@ class ChatController(QObject):
                 self._fail(entry, event.error)
             self.panel.refresh(entry)
         self.panel.render_now()
+
+    def on_answer_informed(self, request_id: int, info: Any) -> None:
+        """An answer given without any dialogue says so in its footnote."""
+        entry = self.panel.transcript.get(request_id)
+        if entry is None or getattr(info, "dialogue_lines", 0) > 0:
+            return
+        note = "Answered without dialogue."
+        entry.note = f"{entry.note} {note}" if entry.note else note
 
     def _fail(self, entry: ChatEntry, error: ErrorReport | None) -> None:
         entry.state = FAILED

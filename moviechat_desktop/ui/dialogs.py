@@ -86,6 +86,8 @@ def open_settings_dialog(window: MainWindow) -> QDialog:
     from moviechat_desktop.ui.settings_dialog import SettingsDialog
 
     dialog = SettingsDialog(window.settings, window)
+    if getattr(window, "answer_limit", None):
+        dialog.set_answer_limit(window.answer_limit)
     dialog.clear_cache_requested.connect(window.clear_cache)
     dialog.accepted.connect(lambda: _settings_accepted(window, dialog))
     dialog.open()

@@ -14,13 +14,14 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 from moviechat_desktop.ui import dialogs, slot_errors
 from moviechat_desktop.ui.app_resources import app_icon, read_stylesheet
 from moviechat_desktop.ui.chat_controller import ChatController
 from moviechat_desktop.ui.chat_panel import ChatPanel
+from moviechat_desktop.ui.dialogue_panel import DialoguePanel
 from moviechat_desktop.ui.error_display import show_error
 from moviechat_desktop.ui.playback_history import PlaybackHistory
 from moviechat_desktop.ui.player_widget import OPENING, PLAYING, PlayerWidget
@@ -72,6 +73,7 @@ class MainWindow(QMainWindow):
         self.film_info: Any = None
         self.last_error_box: Any = None
         self.weights_dialog: Any = None
+        self.answer_limit: int | None = None  # longest answer the model's context allows
         slot_errors.install(self)  # an exception escaping any slot is shown and logged
         self.snapshot_dir = dialogs.snapshot_dir()
         self._make_assistant = make_assistant or make_engine_assistant
@@ -92,9 +94,16 @@ class MainWindow(QMainWindow):
         pane_layout.addWidget(self.resume_bar)
         pane_layout.addWidget(self.transport)
         self.chat = ChatPanel()
+        self.dialogue = DialoguePanel()
+        self.dialogue.set_use_dialogue(self.settings.dialogue.enabled)
+        self.dialogue.set_source(self.settings.dialogue.source)
+        self.side = QTabWidget()  # the chat and the film's dialogue, side by side as tabs
+        self.side.setObjectName("SideTabs")
+        self.side.addTab(self.chat, "Chat")
+        self.side.addTab(self.dialogue, "Dialogue")
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.player_pane)
-        self.splitter.addWidget(self.chat)
+        self.splitter.addWidget(self.side)
         self.splitter.setCollapsible(0, False)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
@@ -137,6 +146,16 @@ class MainWindow(QMainWindow):
         t.fullscreen_clicked.connect(self.toggle_fullscreen)
         t.chat_toggled.connect(self.set_chat_visible)
         self.resume_bar.resume_accepted.connect(p.seek)
+        p.position_changed.connect(self.dialogue.set_position)
+        p.subtitle_track_changed.connect(
+            lambda track: w.set_dialogue_source(self.dialogue.chosen_source(), track=track)
+        )
+        self.dialogue.seek_requested.connect(p.seek)
+        self.dialogue.enabled_toggled.connect(self._use_dialogue_toggled)
+        self.dialogue.source_chosen.connect(w.set_dialogue_source)
+        w.dialogue_changed.connect(self.dialogue.set_dialogue)
+        w.film_closed.connect(lambda: self.dialogue.set_dialogue(None))
+        w.answer_limit_known.connect(lambda limit: setattr(self, "answer_limit", limit))
         c.seek_requested.connect(p.seek)
         c.weights_requested.connect(self.open_weights_dialog)
         c.export_requested.connect(self.export_chat)
@@ -203,6 +222,9 @@ class MainWindow(QMainWindow):
             )
 
     def add_subtitle_file(self, path: str | Path) -> bool:
+        """Show ``path``'s subtitles and let the assistant read them (Dialogue tab)."""
+        if self.film_path is not None:
+            self.worker.set_dialogue_source(self.dialogue.chosen_source(), file=str(path))
         return self.player.add_subtitle(path)
 
     # ------------------------------------------------------------------ state
@@ -212,14 +234,20 @@ class MainWindow(QMainWindow):
 
     def _encoding_progressed(self, status: Any) -> None:
         self.transport.set_covered(status.covered, status.duration_s)
+        self.transport.set_heard(getattr(status, "speech_covered", ()))
         self.status.encoding(status)
 
     def show_error(self, error: ErrorReport | BaseException) -> None:
         self.last_error_box = show_error(self, error)
 
     # ------------------------------------------------------------------ view
+    def _show_side(self, visible: bool) -> None:
+        """Show or hide the chat/dialogue tabs (the chat itself follows, for its readers)."""
+        self.side.setVisible(visible)
+        self.chat.setVisible(visible and self.side.currentWidget() is self.chat)
+
     def set_chat_visible(self, visible: bool) -> None:
-        self.chat.setVisible(visible)
+        self._show_side(visible)
         self.transport.set_chat_visible(visible)
         self.actions.show_chat.setChecked(visible)
         if not visible:
@@ -229,10 +257,10 @@ class MainWindow(QMainWindow):
         if self.isFullScreen():
             self.leave_fullscreen()
             return
-        self._chat_was_visible = not self.chat.isHidden()
+        self._chat_was_visible = not self.side.isHidden()
         self.menuBar().hide()
         self.statusBar().hide()
-        self.chat.hide()
+        self._show_side(False)
         self.showFullScreen()
         self.player.surface.setFocus()
 
@@ -242,7 +270,7 @@ class MainWindow(QMainWindow):
         self.showNormal()
         self.menuBar().show()
         self.statusBar().show()
-        self.chat.setVisible(getattr(self, "_chat_was_visible", True))
+        self._show_side(getattr(self, "_chat_was_visible", True))
 
     def take_snapshot(self) -> str | None:
         return self.player.snapshot(self.snapshot_dir)
@@ -269,8 +297,23 @@ class MainWindow(QMainWindow):
     def open_settings_dialog(self) -> None:
         dialogs.open_settings_dialog(self)
 
+    def _use_dialogue_toggled(self, enabled: bool) -> None:
+        """The Dialogue tab's switch: the same setting as Settings → Use dialogue."""
+        import copy
+
+        from moviechat_desktop.engine.settings import save_settings
+
+        new = copy.deepcopy(self.settings)
+        new.dialogue.enabled = enabled
+        try:
+            save_settings(new)
+        except OSError as err:
+            self.show_error(ErrorReport.simple("Settings not saved", str(err), "OSError"))
+        self.apply_settings(new)
+
     def apply_settings(self, new: AppSettings) -> None:
         old, self.settings = self.settings, new
+        self.dialogue.set_use_dialogue(new.dialogue.enabled)
         if new.model != old.model or new.sampling != old.sampling:
             self.worker.replace_assistant(self._assistant_factory(new))
         else:

@@ -107,12 +107,19 @@ class SettingsDialog(QDialog):
         self.temperature.setSingleStep(0.1)
         self.temperature.setValue(s.generation.temperature)
         self.greedy.toggled.connect(self._greedy_changed)
+        self.use_dialogue = QCheckBox("Use dialogue (the film's subtitles or speech)", self)
+        self.use_dialogue.setChecked(s.dialogue.enabled)
+        self.use_dialogue.setToolTip(
+            "The assistant reads the film's lines beside the pictures (never a line after the "
+            "moment asked about)."
+        )
         generation_box = QGroupBox("Answers", self)
         generation_form = QFormLayout(generation_box)
         generation_form.addRow(self.greedy)
         generation_form.addRow("Longest answer (tokens):", self.max_tokens)
         generation_form.addRow("Top-p:", self.top_p)
         generation_form.addRow("Temperature:", self.temperature)
+        generation_form.addRow(self.use_dialogue)
 
         self.cache_limit = QDoubleSpinBox(self)
         self.cache_limit.setRange(0.1, 10_000.0)
@@ -149,6 +156,12 @@ class SettingsDialog(QDialog):
         self._plan_changed()
         self._greedy_changed(self.greedy.isChecked())
 
+    def set_answer_limit(self, limit: int) -> None:
+        """The longest answer the model's context leaves room for (the engine's
+        ``answer_length_limit``): the spin box stops there, as ``--max-new-tokens`` does."""
+        self.max_tokens.setRange(1, max(1, limit))
+        self.max_tokens.setToolTip(f"1 to {limit} tokens: the answer shares the model's context")
+
     def _browse(self) -> None:
         chosen = QFileDialog.getExistingDirectory(self, "Model directory", self.model_dir.text())
         if chosen:
@@ -182,6 +195,7 @@ class SettingsDialog(QDialog):
         self.max_tokens.setValue(s.generation.max_new_tokens)
         self.top_p.setValue(s.generation.top_p)
         self.temperature.setValue(s.generation.temperature)
+        self.use_dialogue.setChecked(s.dialogue.enabled)
         self.cache_limit.setValue(s.cache.limit_gb)
 
     def settings(self) -> AppSettings:
@@ -198,5 +212,6 @@ class SettingsDialog(QDialog):
         s.generation.max_new_tokens = self.max_tokens.value()
         s.generation.top_p = self.top_p.value()
         s.generation.temperature = self.temperature.value()
+        s.dialogue.enabled = self.use_dialogue.isChecked()
         s.cache.limit_gb = self.cache_limit.value()
         return s

@@ -15,6 +15,7 @@ from moviechat_desktop.timefmt import format_time
 
 COVERED_COLOUR = QColor("#66bb6a")  # green: "the assistant has watched this"
 COVERED_HEIGHT = 3
+HEARD_COLOUR = QColor("#42a5f5")  # blue: "the assistant has heard this" (speech recognised)
 
 
 class TimelineSlider(QSlider):
@@ -27,6 +28,7 @@ class TimelineSlider(QSlider):
         self.setMouseTracking(True)
         self.setMinimumHeight(22)
         self._covered: tuple[tuple[float, float], ...] = ()
+        self._heard: tuple[tuple[float, float], ...] = ()
         self._duration = 0.0
         self.sliderMoved.connect(lambda ms: self.seek_requested.emit(ms / 1000))
 
@@ -58,6 +60,18 @@ class TimelineSlider(QSlider):
         percent = round(100 * self.covered_fraction())
         self.setToolTip(f"The assistant has watched {percent}% of the film" if ranges else "")
         self.update()
+
+    @property
+    def heard(self) -> tuple[tuple[float, float], ...]:
+        return self._heard
+
+    def set_heard(self, ranges: tuple[tuple[float, float], ...]) -> None:
+        """The ranges whose speech has been recognised (speech as the dialogue source), drawn
+        as a second thin bar above the groove."""
+        heard = tuple((float(a), float(b)) for a, b in ranges)
+        if heard != self._heard:
+            self._heard = heard
+            self.update()
 
     # ------------------------------------------------------------------ geometry
     def _style_option(self) -> QStyleOptionSlider:
@@ -105,12 +119,17 @@ class TimelineSlider(QSlider):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
-        if not self._covered or self._duration <= 0:
+        if not (self._covered or self._heard) or self._duration <= 0:
             return
         _, _, groove = self._track()
         y = min(self.height() - COVERED_HEIGHT, groove.bottom() + 3)
+        heard_y = max(0, groove.top() - 3 - COVERED_HEIGHT)
         painter = QPainter(self)
-        for start, end in self._covered:
-            x0, x1 = self.x_of(start), self.x_of(end)
-            painter.fillRect(QRect(x0, y, max(1, x1 - x0), COVERED_HEIGHT), COVERED_COLOUR)
+        for ranges, top, colour in (
+            (self._covered, y, COVERED_COLOUR),
+            (self._heard, heard_y, HEARD_COLOUR),
+        ):
+            for start, end in ranges:
+                x0, x1 = self.x_of(start), self.x_of(end)
+                painter.fillRect(QRect(x0, top, max(1, x1 - x0), COVERED_HEIGHT), colour)
         painter.end()

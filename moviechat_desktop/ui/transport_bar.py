@@ -154,6 +154,9 @@ class TransportBar(QWidget):
     def set_covered(self, ranges: tuple[tuple[float, float], ...], duration_s: float) -> None:
         self.slider.set_covered(ranges, duration_s)
 
+    def set_heard(self, ranges: tuple[tuple[float, float], ...]) -> None:
+        self.slider.set_heard(ranges)
+
     def set_chat_visible(self, visible: bool) -> None:
         self.chat_button.blockSignals(True)
         self.chat_button.setChecked(visible)
