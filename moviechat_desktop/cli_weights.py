@@ -19,6 +19,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,16 +127,53 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+PLAIN_INTERVAL_S = 5.0  # a plain progress line this often when stderr is not a terminal
+
+
 class _Bars:
-    """One tqdm bar per (part, phase), fed by the engine's progress callback."""
+    """One tqdm bar per (part, phase), fed by the engine's progress callback; when stderr is
+    not a terminal (a log file, a pipe, CI), a plain line every few seconds instead."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self.terminal = sys.stderr.isatty()
         self._bars: dict[tuple[str, str], Any] = {}
+        self._printed: dict[tuple[str, str], tuple[float, bool]] = {}  # when, finished
         self._lock = threading.Lock()
+
+    def _plain(self, progress: Any) -> None:
+        from moviechat_desktop.engine.weights import format_bytes
+
+        key = (progress.part, progress.phase)
+        finished = progress.total is not None and progress.done >= progress.total
+        now = time.monotonic()
+        with self._lock:
+            last = self._printed.get(key)
+            due = last is None or now - last[0] >= PLAIN_INTERVAL_S or (finished and not last[1])
+            if not due or (last is not None and last[1]):
+                return
+            self._printed[key] = (now, finished)
+        if progress.phase == "convert":
+            amount = "converting" if not finished else "converted"
+        elif progress.total:
+            amount = (
+                f"{format_bytes(progress.done)} of {format_bytes(progress.total)} "
+                f"({100 * progress.done // progress.total}%)"
+            )
+        else:
+            amount = format_bytes(progress.done)
+        if progress.phase != "convert" and progress.rate and not finished:
+            amount += f", {format_bytes(int(progress.rate))}/s"
+            if progress.eta_s is not None:
+                amount += f", about {int(progress.eta_s) + 1} s left"
+        line = f"{progress.part} {progress.phase}: {amount}"
+        print(for_terminal(line), file=sys.stderr, flush=True)
 
     def __call__(self, progress: Any) -> None:
         if not self.enabled or progress.phase == "done":
+            return
+        if not self.terminal:
+            self._plain(progress)
             return
         from tqdm import tqdm
 
