@@ -16,8 +16,8 @@ from moviechat_desktop.engine.errors import NotReady
 
 
 def slow_assistant(settings, step_delay_s: float = 0.0, chunk_delay_s: float = 0.0):
-    """The real Assistant with pauses before each encoding step and between answer chunks
-    (the pauses watch the cancel token, as the engine's own checks do)."""
+    """The real Assistant with pauses before each encoding step (watching the cancel token, as
+    the engine's own checks do) and around answer chunks."""
     from moviechat_desktop.engine.assistant import Assistant
 
     class SlowAssistant(Assistant):
@@ -33,9 +33,10 @@ def slow_assistant(settings, step_delay_s: float = 0.0, chunk_delay_s: float = 0
             return self._slowly(chunks) if chunk_delay_s else chunks
 
         def _slowly(self, chunks):
-            for chunk in chunks:
+            for chunk in chunks:  # the question is saved before the first chunk comes
                 time.sleep(chunk_delay_s)
                 yield chunk
+            time.sleep(chunk_delay_s)  # and the answer only after this
 
     return SlowAssistant(settings=copy.deepcopy(settings))
 

@@ -48,6 +48,9 @@ class StatusReporter:
     def engine_restarted(self, message: str) -> None:
         """The engine's process died and a new one started (the player never stopped)."""
         self._restarted = message
+        self.model_state = "restarting"
+        self.device_label.setText("Model: restarting…")
+        self.encoding_label.setText("")
         self.panel.set_status(f"{message}. Questions in line are asked again.")
         self.bar.showMessage(message, 10_000)
 
