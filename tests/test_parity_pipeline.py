@@ -177,14 +177,33 @@ def test_breakpoint_assembly_and_inputs_llama(model, tokens, ref, index, config)
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_default_fp16_stays_close_to_the_reference(reference_dir, ref, frames, config):
-    """The default on CUDA is float16 (the original ran its ViT/Q-Formers under fp16 autocast):
-    tokens come back float32 on the host and stay close to the float32 reference."""
+def test_cuda_default_is_the_originals_split_and_stays_close(reference_dir, ref, frames, config):
+    """The default on CUDA is the original's precision split (precision.py): ViT Linear/Conv in
+    fp16 under fp16 autocast, norms/positions/q-v biases, both Q-Formers and llama_proj in fp32,
+    the decoder in fp16. Tokens come back float32 on the host.
+
+    Tolerances (documented): 5e-2 absolute and relative for the frame tokens and the visual
+    tokens — fp16 matmuls on activations up to ~7 (the reference's max |value|) carry about
+    1e-2 of error, measured 1.4e-2 on the CPU's fp16 autocast with the same plan
+    (test_precision.py); 1e-1 on the decoder's logits, which add 2 fp16 layers on top; greedy
+    tokens are not compared (the smallest top-1/top-2 margin is 0.0124, below fp16's noise)."""
+    from moviechat_desktop.engine.model.precision import PrecisionPlan
+
     cuda = MovieChatModel.load(ModelPaths.from_reference_dir(reference_dir))
     assert cuda.device.type == "cuda" and cuda.dtype == torch.float16
+    assert cuda.plan == PrecisionPlan.for_device("cuda", "float16")
+    vit = cuda.encoder.visual_encoder
+    assert vit.encoder.layers[0].mlp.fc1.weight.dtype == torch.float16
+    assert vit.encoder.layers[0].layer_norm1.weight.dtype == torch.float32
+    assert vit.encoder.layers[0].self_attn.qkv.bias.dtype == torch.float32
+    assert {p.dtype for p in cuda.encoder.qformer.parameters()} == {torch.float32}
+    assert {p.dtype for p in cuda.video_qformer.parameters()} == {torch.float32}
     tokens = cuda.encode_frames(frames)
     assert tokens.dtype == torch.float32 and tokens.device.type == "cpu"
     torch.testing.assert_close(tokens, ref["frame_tokens"], atol=5e-2, rtol=5e-2)
     memory = _global_frames(tokens, ref, config)
     visual = cuda.visual_tokens(memory)
     torch.testing.assert_close(visual, ref["global_inputs_llama_ckptpos"], atol=5e-2, rtol=5e-2)
+    embeds = ref["llm_fixed_input_embeds"].to("cuda", torch.float16)
+    logits = cuda.llm.hf(inputs_embeds=embeds).logits.float().cpu()
+    torch.testing.assert_close(logits, ref["llm_fixed_input_logits"], atol=1e-1, rtol=1e-1)

@@ -96,7 +96,7 @@ def test_malicious_object_beside_the_tensors_never_runs(tmp_path):
 def test_tensor_that_needs_code_is_refused(tmp_path):
     path = _unsafe_tensor_pth(tmp_path)
     with pytest.raises(
-        UnsafeCheckpoint, match="cls_token is stored as torch._utils._rebuild_sparse_tensor"
+        UnsafeCheckpoint, match=r"cls_token is stored as torch\._utils\._rebuild_sparse_tensor"
     ):
         convert_checkpoint(path, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()

@@ -31,6 +31,7 @@ from moviechat_desktop.engine.model.llm import (
 )
 from moviechat_desktop.engine.model.paths import ModelPaths
 from moviechat_desktop.engine.model.positions import hierarchical_position_table
+from moviechat_desktop.engine.model.precision import PrecisionPlan
 from moviechat_desktop.engine.model.prompt import BuiltPrompt, build_prompt
 from moviechat_desktop.engine.model.streaming import AnswerStream
 from moviechat_desktop.engine.model.tokenizer import load_tokenizer
@@ -81,6 +82,7 @@ class MovieChatModel:
         llm: LanguageModel,
         device: torch.device,
         dtype: torch.dtype,
+        plan: PrecisionPlan | None = None,
     ) -> None:
         self.config, self.encoder, self.video_qformer, self.llm = (
             config,
@@ -88,7 +90,8 @@ class MovieChatModel:
             video_qformer,
             llm,
         )
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype = device, dtype  # dtype: the decoder's (unquantized) dtype
+        self.plan = plan or PrecisionPlan.for_device(device.type, str(dtype).removeprefix("torch."))
         self._position_table: torch.Tensor | None = None
 
     @classmethod
@@ -98,6 +101,7 @@ class MovieChatModel:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         quantization=None,
+        plan: PrecisionPlan | None = None,
     ) -> MovieChatModel:
         """Load the four parts. ``device`` None → CUDA if available, else CPU; ``dtype`` None →
         float16 on CUDA, float32 on CPU. ``quantization`` (a transformers quantization config)
@@ -106,6 +110,8 @@ class MovieChatModel:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
+        if plan is None:  # the original's split on CUDA (precision.py)
+            plan = PrecisionPlan.for_device(device.type, str(dtype).removeprefix("torch."))
         config = (
             ModelConfig.real()
             if paths.config is None
@@ -122,16 +128,17 @@ class MovieChatModel:
         load_video_qformer(video_qformer, paths.videollama)
         llama_dir = Path(paths.llama_dir)
         with oom_guard("loading the model"):
-            encoder = encoder.to(device, dtype).eval().requires_grad_(False)
-            video_qformer = video_qformer.to(device, dtype).eval().requires_grad_(False)
-            hf = _load_decoder(llama_dir, dtype, device, quantization)
+            encoder = plan.apply_to_encoder(encoder).to(device).eval().requires_grad_(False)
+            video_qformer = plan.apply_to_video(video_qformer).to(device)
+            video_qformer = video_qformer.eval().requires_grad_(False)
+            hf = _load_decoder(llama_dir, getattr(torch, plan.decoder), device, quantization)
         if hf.config.hidden_size != config.llm_hidden_size:
             raise CheckpointMismatch(
                 f"llama_proj outputs {config.llm_hidden_size} wide but the decoder in "
                 f"{llama_dir} is {hf.config.hidden_size} wide"
             )
         llm = LanguageModel(hf, load_tokenizer(llama_dir))
-        log.info("MovieChat loaded on %s (%s)", device, dtype)
+        log.info("MovieChat loaded on %s (%s)", device, plan.label)
         return cls(
             config=config,
             encoder=encoder,
@@ -139,17 +146,19 @@ class MovieChatModel:
             llm=llm,
             device=device,
             dtype=dtype,
+            plan=plan,
         )
 
     @property
     def device_label(self) -> str:
-        """Where the model runs, for people: e.g. ``"cuda (NVIDIA H100, float16)"``."""
-        dtype = str(self.dtype).removeprefix("torch.")
+        """Where the model runs, for people: e.g. ``"cuda (NVIDIA H100, vision
+        float16/float32, decoder float16)"`` or ``"cpu (float32)"``."""
+        what = self.plan.label
         if self.device.type == "cuda":
             name = torch.cuda.get_device_name(self.device)
             quantized = getattr(self.llm.hf, "is_quantized", False)
-            return f"cuda ({name}, {dtype}{', decoder quantized' if quantized else ''})"
-        return f"{self.device.type} ({dtype})"
+            return f"cuda ({name}, {what}{', decoder quantized' if quantized else ''})"
+        return f"{self.device.type} ({what})"
 
     @property
     def position_table(self) -> torch.Tensor:
@@ -169,8 +178,10 @@ class MovieChatModel:
         out = []
         with oom_guard("encoding frames"):
             for start in range(0, pixels.shape[0], batch_size):
-                batch = pixels[start : start + batch_size].to(self.device, self.dtype)
-                out.append(self.encoder(batch).float().cpu())  # (b, Q, D)
+                batch = pixels[start : start + batch_size]
+                batch = batch.to(self.device, self.plan.encoder_input_dtype())
+                with self.plan.encoder_autocast_context(self.device.type):
+                    out.append(self.encoder(batch).float().cpu())  # (b, Q, D)
         if not out:
             raise ValueError("no frames to encode")
         return torch.cat(out)  # (N, Q, D)
@@ -183,8 +194,9 @@ class MovieChatModel:
         ``position_table`` overrides ours (e.g. the original's init-time table)."""
         table = self.position_table if position_table is None else position_table
         with oom_guard("reading the memory"):
-            frames = frames.to(self.device, self.dtype)
-            return self.video_qformer(frames, table.to(self.device, self.dtype)).float().cpu()
+            dtype = getattr(torch, self.plan.video)  # float32 in every plan but a uniform one
+            frames = frames.to(self.device, dtype)
+            return self.video_qformer(frames, table.to(self.device, dtype)).float().cpu()
 
     @property
     def visual_token_count(self) -> int:

@@ -37,14 +37,14 @@ def encoder_identity(
 ) -> tuple[dict[str, Any], ModelConfig]:
     """The frame encoder's identity (``fingerprint.model_identity``) and the model config.
 
-    With ``model`` loaded, its own config and dtype; without, the config file's and the dtype
-    ``load_model`` will pick on this machine, so a film's cache is found before the (slow)
+    With ``model`` loaded, its own config and precision plan; without, the config file's and
+    the plan ``load_model`` will pick on this machine, so a film's cache is found before the (slow)
     model load. ``OSError`` / ``MovieChatError`` when the weights are not there.
     """
     from moviechat_desktop.engine.model.config import ModelConfig
 
     if model is not None:
-        config, dtype_name = model.config, str(model.dtype).removeprefix("torch.")
+        config, precision = model.config, model.plan.encoder_label
     else:
         from moviechat_desktop.engine.model.device import detect_device_choice
 
@@ -53,9 +53,11 @@ def encoder_identity(
             if paths.config is None
             else ModelConfig.from_reference_json(paths.config)
         )
-        choice = detect_device_choice(requested=settings.precision, device=settings.device)
-        dtype_name = choice.dtype_name
-    return model_identity(paths, config, dtype_name), config
+        choice = detect_device_choice(
+            requested=settings.precision, device=settings.device, llama_dir=str(paths.llama_dir)
+        )
+        precision = choice.plan.encoder_label
+    return model_identity(paths, config, precision), config
 
 
 class FilmStore:

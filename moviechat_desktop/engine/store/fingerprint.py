@@ -11,9 +11,10 @@ The memory cache key adds everything the encoded tokens depend on: the frame enc
 (fingerprinted the same way plus their modification time, so a weights file edited in place
 misses even where the edit lies outside the sampled blocks; a folder moved with its times kept
 still hits, a plain copy does not — a re-encode, never a wrong memory), the model's vision and
-Q-Former dimensions, the memory's merge setting, the dtype the encoder runs in, the sampling
-settings, and ``ENCODING_VERSION`` (bump it when decoding or preprocessing changes). The video
-Q-Former and the decoder do not touch the memory, so changing them keeps the caches.
+Q-Former dimensions, the memory's merge setting, the precision plan the encoder runs under
+(``PrecisionPlan.encoder_label``), the sampling settings, and ``ENCODING_VERSION`` (bump it
+when decoding or preprocessing changes). The video Q-Former, the position table and the decoder
+do not touch the memory, so changing them keeps the caches.
 """
 
 from __future__ import annotations
@@ -64,8 +65,13 @@ def _weight_fingerprint(path: Path) -> str:
     return f"{file_fingerprint(path)}@{os.stat(path).st_mtime_ns}"
 
 
-def model_identity(paths: ModelPaths, config: ModelConfig, dtype_name: str) -> dict[str, Any]:
-    """What the frame tokens depend on, JSON-able. ``OSError`` if a weight file is unreadable."""
+def model_identity(paths: ModelPaths, config: ModelConfig, precision: str) -> dict[str, Any]:
+    """What the frame tokens depend on, JSON-able. ``OSError`` if a weight file is unreadable.
+
+    ``precision`` is the frame encoder's side of the precision plan
+    (``PrecisionPlan.encoder_label``): "float32" for a uniform plan (as caches made before the
+    plan existed), a longer label for the original's CUDA split, so tokens computed under one
+    plan are never restored under another."""
     return {
         "encoding_version": ENCODING_VERSION,
         "eva_vit": _weight_fingerprint(Path(paths.eva_vit)),
@@ -73,7 +79,7 @@ def model_identity(paths: ModelPaths, config: ModelConfig, dtype_name: str) -> d
         "vision": dataclasses.asdict(config.vision),
         "qformer": dataclasses.asdict(config.qformer),
         "short_memory_merge": config.memory.short_memory_merge,
-        "dtype": dtype_name,
+        "dtype": precision,
     }
 
 
