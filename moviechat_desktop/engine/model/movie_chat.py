@@ -91,7 +91,8 @@ class MovieChatModel:
             llm,
         )
         self.device, self.dtype = device, dtype  # dtype: the decoder's (unquantized) dtype
-        self.plan = plan or PrecisionPlan.for_device(device.type, str(dtype).removeprefix("torch."))
+        dtype_name = str(dtype or torch.float32).removeprefix("torch.")
+        self.plan = plan or PrecisionPlan.for_device(torch.device(device).type, dtype_name)
         self._position_table: torch.Tensor | None = None
 
     @classmethod
