@@ -219,6 +219,10 @@ def measure_film(
     if metrics["cache_hit"]:
         notes.append(f"{path.name}: the first open hit a cache: the 'cold' numbers are warm")
     metrics.update(ask_both(assistant, generation, repeats, samples))
+    if hasattr(assistant, "set_dialogue_source"):  # the same questions with subtitles
+        from bench import dialogue_bench
+
+        metrics.update(dialogue_bench.ask_with_dialogue(assistant, generation, repeats, samples))
     assistant.close()
     metrics.update(open_and_encode(assistant, path, prefix="reopen_"))
     if not cache_supported():

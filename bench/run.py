@@ -242,6 +242,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             run_metrics.update(startup)
             if problem:
                 errors.append(f"startup probe: {problem}")
+    from bench import dialogue_bench
+
+    run_metrics.update(dialogue_bench.measure_prompt(repeats=max(5, repeats * 5)))
+    real = dialogue_bench.real_tokenizer()
+    if real is not None:
+        run_metrics.update(dialogue_bench.measure_prompt(real, repeats, prefix="real_prompt_"))
     run_metrics.update(tracker.run)
     if model_desc is not None and model_desc["frame_tokens"] != [32, 768]:
         notes.append("tiny reference model: engine and answer numbers show the app's overhead")

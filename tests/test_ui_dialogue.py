@@ -215,3 +215,33 @@ def test_the_use_dialogue_switch_and_the_answer_limit(
         assert dialog.settings().dialogue.enabled is True
     finally:
         dialog.reject()
+
+
+@pytest.mark.timeout(300)
+def test_the_real_engine_reads_a_sidecar_into_the_tab_and_the_prompt(
+    qtbot, make_main_window, tiny_maker, make_video, tmp_path
+):
+    """The tiny real Assistant in the window: a sidecar beside the film reaches the tab, and a
+    breakpoint answer's prompt holds only the lines up to that moment."""
+    import shutil
+
+    film = tmp_path / "talk.mp4"
+    shutil.copy(make_video("talk-ui.mp4", seconds=4), film)
+    (tmp_path / "talk.en.srt").write_text(
+        "1\n00:00:00,500 --> 00:00:01,000\nFirst words.\n\n"
+        "2\n00:00:03,000 --> 00:00:03,500\nLast words.\n",
+        encoding="utf-8",
+    )
+    maker = tiny_maker(n_fragments=4)
+    window = make_main_window(make_assistant=maker)
+    with qtbot.waitSignal(window.film_opened, timeout=10000):
+        window.open_file(film)
+    # the worker loads the model first (tens of seconds on a busy 2-core machine)
+    qtbot.waitUntil(lambda: window.dialogue.lines.count() == 2, timeout=150000)
+    assert "talk.en.srt" in window.dialogue.source_label.text()
+    qtbot.waitUntil(lambda: window.transport.slider.covered_fraction() > 0.99, timeout=100000)
+    entry = window.chat.submit("What was said?")
+    qtbot.waitUntil(lambda: entry.finished, timeout=30000)
+    info = maker.instance.last_answer
+    assert info.dialogue_source == "sidecar"
+    assert "without dialogue" not in entry.note
