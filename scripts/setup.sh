@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   libvlc5 vlc-plugin-base vlc-plugin-video-output   # libVLC for playback
   ffmpeg                                            # test clips and probing
+  espeak-ng                                         # real speech for the speech-recognition tests
   xvfb xauth x11-apps                               # a virtual screen for headless runs/tests
   libxcb-icccm4 libxcb-cursor0 libxkbcommon-x11-0   # Qt's xcb platform plugin
   libegl1 libgl1 libfontconfig1 libdbus-1-3 libglib2.0-0

@@ -87,7 +87,7 @@ def test_real_srt_with_font_colours_and_bom_vtt():
     assert french[-1].text == "-Euh, là-bas, au chêne."
     assert not any("<font" in line.text for line in french)
     bom = read_subtitle_file(DATA / "captions_with_bom.vtt")
-    assert [line.text for line in bom.lines][0] == "Caption text #1" and len(bom.lines) == 4
+    assert bom.lines[0].text == "Caption text #1" and len(bom.lines) == 4
 
 
 def test_ttml_from_pysubs2_and_sample_srt():
@@ -152,7 +152,7 @@ def test_zero_length_reversed_overlapping_and_past_the_end():
 
 def test_every_line_after_the_film_end_means_another_film(tmp_path):
     late = "1\n00:10:00,000 --> 00:10:02,000\nLate\n"
-    with pytest.raises(DialogueError, match="after the film ends"):
+    with pytest.raises(DialogueError, match=r"after the film ends"):
         read_subtitle_file(write(tmp_path, "late.srt", late), duration_s=60.0)
 
 
@@ -196,17 +196,17 @@ def test_binary_undecodable_empty_missing_and_directory(tmp_path):
     import random
 
     noise = bytes(random.Random(7).randrange(256) for _ in range(4096))
-    with pytest.raises(DialogueError, match="bin.srt"):
+    with pytest.raises(DialogueError, match=r"bin.srt"):
         read_subtitle_file(write(tmp_path, "bin.srt", noise))
-    with pytest.raises(DialogueError, match="binary|not text"):
+    with pytest.raises(DialogueError, match=r"binary|not text"):
         read_subtitle_file(write(tmp_path, "nul.srt", b"1\n\x00\x00\x01\x02" * 500))
-    with pytest.raises(DialogueError, match="is empty"):
+    with pytest.raises(DialogueError, match=r"is empty"):
         read_subtitle_file(write(tmp_path, "blank.srt", b"\n \r\n\t"))
-    with pytest.raises(DialogueError, match="does not exist"):
+    with pytest.raises(DialogueError, match=r"does not exist"):
         read_subtitle_file(tmp_path / "missing.srt")
-    with pytest.raises(DialogueError, match="not a file"):
+    with pytest.raises(DialogueError, match=r"not a file"):
         read_subtitle_file(tmp_path)
-    with pytest.raises(DialogueError, match="not in a subtitle format"):
+    with pytest.raises(DialogueError, match=r"not in a subtitle format"):
         read_subtitle_file(write(tmp_path, "prose.srt", "Just some prose.\nNo times here.\n"))
 
 
@@ -223,12 +223,12 @@ def test_sub_files_are_sniffed_microdvd_text_or_vobsub_bitmap(tmp_path):
     micro = write(tmp_path, "m.sub", "{25}{50}Hello|world\n{75}{100}{y:i}Bye\n")
     lines = read_subtitle_file(micro, fps=25.0).lines
     assert [(line.start_s, line.text) for line in lines] == [(1.0, "Hello\nworld"), (3.0, "Bye")]
-    with pytest.raises(DialogueError, match="frame rate is unknown"):
+    with pytest.raises(DialogueError, match=r"frame rate is unknown"):
         read_subtitle_file(micro)
     declared = write(tmp_path, "d.sub", "{1}{1}10.000\n{10}{20}At ten fps\n")
     assert read_subtitle_file(declared).lines[0].start_s == pytest.approx(1.0)
     vobsub = write(tmp_path, "v.sub", b"\x00\x00\x01\xba" + bytes(2044))
-    with pytest.raises(DialogueError, match="VobSub .*pictures of the text"):
+    with pytest.raises(DialogueError, match=r"VobSub .*pictures of the text"):
         read_subtitle_file(vobsub)
 
 

@@ -179,6 +179,7 @@ class Assistant:
             dtype=choice.dtype,
             quantization=choice.quantization_config(),
             plan=choice.plan,
+            position_table=self._position_table_setting(),
         )
         self.device_choice = choice
         self._model_paths = paths
@@ -194,6 +195,17 @@ class Assistant:
         self._model_paths, self.load_seconds = other._model_paths, other.load_seconds
         self.model_dir = other.model_dir
         self._recheck_cache()
+
+    def _position_table_setting(self) -> str:
+        """``model.position_table``; an unknown value is "trained" (a hand-edited file never
+        stops the app)."""
+        from moviechat_desktop.engine.model.positions import POSITION_TABLES
+
+        value = self.settings.model.position_table
+        if value not in POSITION_TABLES:
+            log.warning("model.position_table %r unknown; using 'trained'", value)
+            return "trained"
+        return value
 
     def _resolve_paths(self) -> ModelPaths:
         """Where the weights are (cheap: no loading). ``WeightsMissing``/``WeightsCorrupt``."""
@@ -483,14 +495,17 @@ class Assistant:
         )
 
     def _speech_status(self) -> dict[str, Any]:
-        if self._dialogue is None or self._dialogue.speech is None:
+        if self._dialogue is None:
+            return {}
+        pending = self._dialogue.speech_pending()  # settles the source on the first call
+        if self._dialogue.speech is None:
             return {}
         progress = self._dialogue.speech_progress()
         return {
             "speech_done_s": progress.done_s,
             "speech_total_s": progress.total_s,
             "speech_covered": progress.covered,
-            "speech_pending": self._dialogue.speech_pending(),
+            "speech_pending": pending,
             "speech_error": progress.error,
         }
 
