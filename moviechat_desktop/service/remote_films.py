@@ -59,13 +59,14 @@ class FilmService:
         """Run ``fn(*args)`` on the worker thread and wait for it without blocking the loop."""
         return await asyncio.wrap_future(self._executor.submit(fn, *args))
 
-    def shutdown(self) -> None:
-        def close_all() -> None:
-            for assistant in self._films.values():
-                assistant.close()
-            self._films.clear()
+    def close_all(self) -> None:
+        """Close every open film (their memory stays in the cache). On the worker thread."""
+        for assistant in self._films.values():
+            assistant.close()
+        self._films.clear()
 
-        self._executor.submit(close_all).result()
+    def shutdown(self) -> None:
+        self._executor.submit(self.close_all).result()
         self._executor.shutdown(wait=True)
 
     # ------------------------------------------------------------------ model

@@ -62,17 +62,25 @@ def _state(request: Request) -> dict[str, Any]:
     return state if state is not None else _REPLICA
 
 
-def _authorize(request: Request) -> None:
+def _authorized(request: Request) -> bool:
     expected = _state(request).get("token_digest")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if (
-        not expected
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(token_digest(token.strip()), expected)
-    ):
-        raise HTTPException(
-            401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+    return bool(
+        expected
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(token_digest(token.strip()), expected)
+    )
+
+
+async def _require_token(request: Request, call_next: Any) -> Any:
+    """Every request, whatever its path (an unknown one too), needs the token."""
+    if not _authorized(request):
+        return JSONResponse(
+            {"error": {"type": "Unauthorized", "message": "a valid bearer token is required"}},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
         )
+    return await call_next(request)
 
 
 async def _service(request: Request) -> FilmService:
@@ -133,8 +141,8 @@ def build_app(service: FilmService | None = None, token: str | None = None) -> F
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        dependencies=[Depends(_authorize)],
     )
+    app.middleware("http")(_require_token)
     if service is not None:
         app.state.moviechat = {"service": service, "token_digest": token_digest(token or "")}
 
