@@ -161,11 +161,11 @@ class Assistant:
         """Load the model (slow). Raises ``WeightsMissing`` when no weights are installed."""
         if self._model is not None:
             return
+        start = time.perf_counter()
+        paths = self._resolve_paths()  # before importing torch: missing weights are told at once
         from moviechat_desktop.engine.model.device import detect_device_choice
         from moviechat_desktop.engine.model.movie_chat import MovieChatModel
 
-        start = time.perf_counter()
-        paths = self._resolve_paths()
         choice = detect_device_choice(
             requested=self.settings.model.precision,
             device=self.settings.model.device,

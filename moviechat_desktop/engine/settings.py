@@ -1,14 +1,16 @@
 """User settings: shipped defaults (``configs/defaults.toml``) overlaid by the user's file.
 
 The user's file is ``settings.toml`` in the platformdirs user config dir. Unknown keys are
-ignored with a warning, wrong types fall back to the default with a warning: a hand-edited file
-can never stop the app from starting.
+ignored with a warning; wrong types and numbers out of range (``RANGES``, the settings
+dialog's limits; NaN and infinity never pass) fall back to the default with a warning: a
+hand-edited file can never stop the app from starting.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -38,6 +40,7 @@ class ModelSettings:
     model_dir: str = ""  # a reference-layout directory; "" = the installed real weights
     device: str = "auto"  # "auto" | "cuda" | "cpu"
     precision: str = "auto"  # "auto" | "fp16" | "int8" | "int4" | "fp32" | "bf16"
+    position_table: str = "trained"  # "trained" | "original" (the original's init-time table)
 
 
 @dataclass
@@ -80,6 +83,29 @@ class AppSettings:
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(AppSettings)}
 
+# the allowed range of every number (the settings dialog offers the same)
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("sampling", "n_fragments"): (1, 4096),
+    ("sampling", "frames_per_fragment"): (2, 64),
+    ("sampling", "fps"): (0.05, 30.0),
+    ("generation", "max_new_tokens"): (1, 4096),
+    ("generation", "top_p"): (0.01, 1.0),
+    ("generation", "temperature"): (0.01, 5.0),
+    ("cache", "limit_gb"): (0.0, 1_000_000.0),
+}
+_MAX_TEXT = 4096  # longest string setting (a path)
+
+
+def _out_of_range(section: str, key: str, value: object) -> bool:
+    if isinstance(value, str):
+        return len(value) > _MAX_TEXT or "\0" in value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if not math.isfinite(value):
+        return True
+    low, high = RANGES.get((section, key), (-math.inf, math.inf))
+    return not low <= value <= high
+
 
 def _apply(settings: AppSettings, data: dict, source: str) -> None:
     for section_name, values in data.items():
@@ -94,18 +120,24 @@ def _apply(settings: AppSettings, data: dict, source: str) -> None:
             default = getattr(section, key)
             if isinstance(default, float) and type(value) is int:
                 value = float(value)  # noqa: PLW2901 (TOML writes 20 for 20.0)
-            if type(value) is not type(default):
+            if type(value) is not type(default) or _out_of_range(section_name, key, value):
                 log.warning(
-                    "%s: %s.%s should be %s, got %r; using %r",
+                    "%s: %s.%s should be %s%s, got %.80r; using %r",
                     source,
                     section_name,
                     key,
                     type(default).__name__,
+                    _range_words(section_name, key),
                     value,
                     default,
                 )
                 continue
             setattr(section, key, value)
+
+
+def _range_words(section: str, key: str) -> str:
+    bounds = RANGES.get((section, key))
+    return "" if bounds is None else f" from {bounds[0]:g} to {bounds[1]:g}"
 
 
 def settings_path() -> Path:
@@ -121,8 +153,8 @@ def load_settings(path: Path | None = None) -> AppSettings:
     if path.is_file():
         try:
             _apply(settings, tomllib.loads(path.read_text("utf-8")), str(path))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as err:
-            log.warning("%s unreadable (%s); using defaults", path, err)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError, RecursionError) as err:
+            log.warning("%s unreadable (%.200s); using defaults", path, err)
     return settings
 
 
@@ -131,7 +163,9 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    text = "".join(
+        f"\\u{ord(c):04x}" if ord(c) < 0x20 or c in '"\\\x7f' else c for c in str(value)
+    )  # every character TOML needs escaped in a basic string (a newline in a path…)
     return f'"{text}"'
 
 

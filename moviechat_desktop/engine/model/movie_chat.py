@@ -30,7 +30,11 @@ from moviechat_desktop.engine.model.llm import (
     LanguageModel,
 )
 from moviechat_desktop.engine.model.paths import ModelPaths
-from moviechat_desktop.engine.model.positions import hierarchical_position_table
+from moviechat_desktop.engine.model.positions import (
+    POSITION_TABLES,
+    hierarchical_position_table,
+    original_position_table,
+)
 from moviechat_desktop.engine.model.precision import PrecisionPlan
 from moviechat_desktop.engine.model.prompt import BuiltPrompt, build_prompt
 from moviechat_desktop.engine.model.streaming import AnswerStream
@@ -83,6 +87,8 @@ class MovieChatModel:
         device: torch.device,
         dtype: torch.dtype,
         plan: PrecisionPlan | None = None,
+        position_table: str = "trained",
+        original_positions: Path | None = None,
     ) -> None:
         self.config, self.encoder, self.video_qformer, self.llm = (
             config,
@@ -93,6 +99,10 @@ class MovieChatModel:
         self.device, self.dtype = device, dtype  # dtype: the decoder's (unquantized) dtype
         dtype_name = str(dtype or torch.float32).removeprefix("torch.")
         self.plan = plan or PrecisionPlan.for_device(torch.device(device).type, dtype_name)
+        if position_table not in POSITION_TABLES:
+            raise ValueError(f"position_table must be one of {POSITION_TABLES}")
+        self.position_table_mode = position_table
+        self._original_positions = original_positions
         self._position_table: torch.Tensor | None = None
 
     @classmethod
@@ -103,10 +113,14 @@ class MovieChatModel:
         dtype: torch.dtype | None = None,
         quantization=None,
         plan: PrecisionPlan | None = None,
+        *,
+        position_table: str = "trained",
     ) -> MovieChatModel:
         """Load the four parts. ``device`` None → CUDA if available, else CPU; ``dtype`` None →
         float16 on CUDA, float32 on CPU. ``quantization`` (a transformers quantization config)
-        is passed to the decoder's ``from_pretrained``. Raises ``WeightsMissing``,
+        is passed to the decoder's ``from_pretrained``; ``plan`` (default: from device and dtype)
+        says which dtype each part holds; ``position_table`` is "trained" or "original"
+        (``positions.py``). Raises ``WeightsMissing``,
         ``CheckpointMismatch``, ``UnsafeCheckpoint``."""
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
@@ -140,7 +154,7 @@ class MovieChatModel:
             )
         llm = LanguageModel(hf, load_tokenizer(llama_dir))
         log.info("MovieChat loaded on %s (%s)", device, plan.label)
-        return cls(
+        model = cls(
             config=config,
             encoder=encoder,
             video_qformer=video_qformer,
@@ -148,7 +162,12 @@ class MovieChatModel:
             device=device,
             dtype=dtype,
             plan=plan,
+            position_table=position_table,
+            original_positions=paths.original_positions,
         )
+        if position_table == "original":
+            _ = model.position_table  # read now: a missing or wrong table fails the load
+        return model
 
     @property
     def device_label(self) -> str:
@@ -163,8 +182,15 @@ class MovieChatModel:
 
     @property
     def position_table(self) -> torch.Tensor:
-        """The ``(n_position², D)`` hierarchical table from the LOADED position weight (float32,
-        CPU; DESIGN §3 decision)."""
+        """The ``(n_position², D)`` hierarchical table (float32, CPU): from the LOADED position
+        weight ("trained", DESIGN §3 decision) or the original's init-time one ("original",
+        ``positions.original_position_table``)."""
+        if self._position_table is None and self.position_table_mode == "original":
+            self._position_table = original_position_table(
+                self._original_positions,
+                self.config.num_positions,
+                self.config.video_qformer.hidden_size,
+            )
         if self._position_table is None:
             memory = self.config.memory
             weight = self.video_qformer.video_frame_position_embedding.weight.float().cpu()

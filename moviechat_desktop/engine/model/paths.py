@@ -17,6 +17,13 @@ REFERENCE_LAYOUT = {
 }
 
 
+# Files of a reference-layout directory holding the original's table (tiny sets, full size).
+ORIGINAL_TABLE_FILES = (
+    "reference_outputs.safetensors",
+    "full_size_seed42_position_table.safetensors",
+)
+
+
 @dataclass(frozen=True)
 class ModelPaths:
     """The four parts of the model (each a ``.pth`` or a converted ``.safetensors``).
@@ -32,6 +39,9 @@ class ModelPaths:
     videollama: Path  # finetune-vicuna7b-v2: {'model': video_Qformer.*, llama_proj.*, ...}
     llama_dir: Path  # Hugging Face Llama directory (config.json + weights [+ tokenizer])
     config: Path | None = None
+    # the original's init-time position table (``frame_position_embeddings``) for
+    # ``model.position_table = "original"``; None: the one shipped for the real model
+    original_positions: Path | None = None
 
     @classmethod
     def from_reference_dir(cls, directory: str | Path) -> ModelPaths:
@@ -52,4 +62,6 @@ class ModelPaths:
             found[field] = path
         if missing:
             raise WeightsMissing(f"model directory {directory} lacks: {', '.join(missing)}")
-        return cls(**found)
+        tables = [directory / name for name in ORIGINAL_TABLE_FILES]
+        original = next((t for t in tables if t.is_file()), None)
+        return cls(**found, original_positions=original)

@@ -9,14 +9,26 @@ decomposition"): with ``alpha = 0.01``
 
 so rows 0..n−1 equal p_0..p_{n−1} and position k = n·i + j is "block i, step j".
 
-Our decision (DESIGN §3): the table is built from the LOADED weight. The original built it from
-the random initial weight before loading the checkpoint (reference README, finding 1); the
-parity tests feed that table explicitly to show the rest of the pipeline is unchanged.
+Our decision (DESIGN §3): by default (``model.position_table = "trained"``) the table is built
+from the LOADED weight. The original built it from the random initial weight before loading the
+checkpoint (reference README, finding 1). ``"original"`` reproduces that, for anyone comparing
+with published MovieChat numbers: ``original_position_table`` reads the init-time table —
+for the real model the reference set's best-effort seed-42 reconstruction shipped with the app
+(``resources/model/full_size_seed42_position_table.safetensors``, byte-identical), for a
+reference-layout directory (the tiny sets) its own file holding ``frame_position_embeddings``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsMissing
+
+POSITION_TABLES = ("trained", "original")
+ORIGINAL_TABLE_KEY = "frame_position_embeddings"  # (n², D): the table the original used
+REAL_ORIGINAL_TABLE = "full_size_seed42_position_table.safetensors"
 
 
 def hierarchical_position_table(
@@ -38,3 +50,34 @@ def hierarchical_position_table(
         # row n*i + j = alpha*u_i + (1-alpha)*u_j: broadcast (n, 1, D) + (1, n, D) → (n, n, D)
         table = alpha * u[:, None, :] + (1 - alpha) * u[None, :, :]
         return table.reshape(n_position * n_position, -1)  # (n², D)
+
+
+def shipped_original_table() -> Path:
+    """The real model's init-time table shipped with the app (reference set, finding 1)."""
+    from importlib.resources import files
+
+    return Path(str(files("moviechat_desktop.resources").joinpath("model", REAL_ORIGINAL_TABLE)))
+
+
+def original_position_table(source: Path | None, rows: int, width: int) -> torch.Tensor:
+    """The original's init-time table ``(rows, width)`` (float32) from ``source`` (None: the
+    shipped one for the real model). ``WeightsMissing`` / ``CheckpointMismatch`` when the file is
+    absent, unreadable or of another shape."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = shipped_original_table() if source is None else Path(source)
+    if not path.is_file():
+        raise WeightsMissing(f"the original position table {path} is missing")
+    try:
+        table = load_file(str(path)).get(ORIGINAL_TABLE_KEY)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointMismatch(f"{path.name} is not a readable position table: {err}") from err
+    if table is None:
+        raise CheckpointMismatch(f"{path.name} holds no {ORIGINAL_TABLE_KEY}")
+    if tuple(table.shape) != (rows, width):
+        raise CheckpointMismatch(
+            f"{path.name}: the original position table is {list(table.shape)}, this model "
+            f"needs [{rows}, {width}]"
+        )
+    return table.float()
