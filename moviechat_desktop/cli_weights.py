@@ -76,6 +76,24 @@ def _print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _whisper_alias(part_ids: list[str] | None) -> list[str] | None:
+    """``whisper`` names the speech model chosen in the settings (``whisper-small`` by default)."""
+    if not part_ids or "whisper" not in part_ids:
+        return part_ids
+    from moviechat_desktop.engine.dialogue.speech import SIZES
+    from moviechat_desktop.engine.settings import load_settings
+
+    chosen = load_settings().dialogue.speech_model
+    size = chosen if chosen in SIZES else "small"
+    return [f"whisper-{size}" if p == "whisper" else p for p in part_ids]
+
+
+def _optional_report(manifest: Any) -> list[dict[str, Any]]:
+    from moviechat_desktop.engine.weights.status import part_status
+
+    return [part_status(part).as_dict() for part in getattr(manifest, "optional", ())]
+
+
 def _status_report(manifest: Any, statuses: list[Any]) -> dict[str, Any]:
     from moviechat_desktop.engine.weights import free_bytes, is_offline
 
@@ -86,6 +104,7 @@ def _status_report(manifest: Any, statuses: list[Any]) -> dict[str, Any]:
         "offline": is_offline(),
         "missing_bytes": sum(s.size - s.partial_bytes for s in statuses if not s.usable),
         "parts": [s.as_dict() for s in statuses],
+        "optional": _optional_report(manifest),
         "destinations": [{"path": f, "free_bytes": free_bytes(f)} for f in folders],
     }
 
@@ -104,6 +123,13 @@ def _print_status(report: dict[str, Any]) -> None:
         _say(f"  {'':<44} {'':>9}  {part['origin'] or 'goes to'}: {where}")
         if part["detail"] and part["state"] == "invalid":
             _say(f"  {'':<44} {'':>9}  {part['detail']}")
+    if report.get("optional"):
+        print("Optional: speech recognition (`weights download --part whisper-SIZE`)")
+        for part in report["optional"]:
+            size = ("" if part["size_exact"] else "~") + format_bytes(part["size"])
+            state = _STATE_WORDS.get(part["state"], part["state"])
+            where = f"  {part['path']}" if part["path"] else ""
+            print(f"  {part['id']:<44} {size:>9}  {state}{where}")
     for dest in report["destinations"]:
         _say(f"Free disk space: {format_bytes(dest['free_bytes'])} in {dest['path']}")
     if report["offline"]:
@@ -228,7 +254,9 @@ def _download(args: argparse.Namespace) -> int:
     bars = _Bars(enabled=not args.json)
     try:
         with _ctrl_c_cancels(token):
-            download_weights(args.part, manifest=manifest, progress=bars, cancel=token)
+            download_weights(
+                _whisper_alias(args.part), manifest=manifest, progress=bars, cancel=token
+            )
     finally:
         bars.close()
     report = _status_report(manifest, weights_status(manifest))
@@ -246,7 +274,9 @@ def _verify(args: argparse.Namespace) -> int:
     bars = _Bars(enabled=not args.json)
     try:
         with _ctrl_c_cancels(token):
-            results = verify_weights(args.part, manifest=manifest, progress=bars, cancel=token)
+            results = verify_weights(
+                _whisper_alias(args.part), manifest=manifest, progress=bars, cancel=token
+            )
     finally:
         bars.close()
     if args.json:
@@ -262,6 +292,10 @@ def _verify(args: argparse.Namespace) -> int:
             f"{len(failed)} part(s) failed verification and will not be used — {names}. "
             "Download them again with `moviechat-desktop weights download`."
         )
+    if results and all(r.id.startswith("whisper-") for r in results):
+        if not args.json:
+            _say("Speech recognition model verified.")
+        return 0  # only the optional speech model was asked about
     missing = [s for s in weights_status(manifest) if not s.usable]
     if missing:
         raise WeightsMissing(missing_message(missing))
@@ -279,9 +313,8 @@ def _import(args: argparse.Namespace) -> int:
     bars = _Bars(enabled=not args.json)
     try:
         with _ctrl_c_cancels(token):
-            result = import_weights(
-                args.path, args.part, manifest=manifest, progress=bars, cancel=token
-            )
+            [part] = _whisper_alias([args.part]) if args.part else [None]
+            result = import_weights(args.path, part, manifest=manifest, progress=bars, cancel=token)
     finally:
         bars.close()
     report = _status_report(manifest, weights_status(manifest))

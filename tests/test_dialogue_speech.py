@@ -229,3 +229,24 @@ def test_transcript_cli_recognises_speech_and_prints_json(whisper_dir, film, cap
     assert main(["transcript", str(bikes), "--source", "speech"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("moviechat-desktop: error: ") and "no audio track" in err[-1]
+
+
+def test_weights_cli_lists_the_speech_models_and_whisper_names_the_chosen_one(capsys):
+    from moviechat_desktop.cli import main
+    from moviechat_desktop.engine.settings import settings_path
+
+    assert main(["weights", "status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [p["id"] for p in report["optional"]][:3] == [
+        "whisper-tiny",
+        "whisper-base",
+        "whisper-small",
+    ]
+    assert all(p["state"] == "missing" for p in report["optional"])
+    assert main(["weights", "download", "--part", "whisper"]) == 1  # offline in tests
+    assert "Whisper small speech recognition" in capsys.readouterr().err
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('[dialogue]\nspeech_model = "base"\n', "utf-8")
+    assert main(["weights", "download", "--part", "whisper"]) == 1
+    assert "Whisper base speech recognition" in capsys.readouterr().err
