@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from moviechat_desktop.engine.assistant import END_SLACK_S, AnswerInfo, EncodeStatus
+from moviechat_desktop.engine.dialogue.lines import SOURCES as DIALOGUE_SOURCES
 from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoError
 from moviechat_desktop.engine.settings import AppSettings, load_settings, user_config_dir
 from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
@@ -466,6 +467,10 @@ class RemoteEngine:
             return
         server = done.get("answer_info") or {}
         answer.memory_frames = int(server.get("memory_frames") or 0)
+        source = server.get("dialogue_source")
+        answer.dialogue_source = source if source in DIALOGUE_SOURCES else "none"
+        answer.dialogue_lines = int(server.get("dialogue_lines") or 0)
+        answer.prompt = str(server.get("prompt") or "")
         answer.at_s = server.get("at_s", answer.at_s)
         timings = dict(server.get("timings") or {})
         for key in ("first_token_s", "answer_s"):
