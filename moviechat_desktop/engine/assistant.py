@@ -754,8 +754,9 @@ class Assistant:
                 )
         # The budget is checked before any video work (PromptTooLong).
         generation = settings or self.generation_settings()
+        t0 = time.perf_counter()
         dialogue, prompt = self._prompt_for(question, mode, at_s, generation)
-        timings["prompt_s"] = time.perf_counter() - start
+        timings["prompt_s"] = time.perf_counter() - t0
         with torch.inference_mode():
             if mode == "global":
                 frames = memory.global_frames()  # (L, Q, D)
