@@ -83,9 +83,11 @@ class ChatPanel(QWidget):
         self.mode_box.setToolTip("Ask about the whole film, or about the paused moment")
         self.question = QuestionEdit(self)
         self.question.submitted.connect(self.submit)
+        self.question.past_questions = self.past_questions
         self.send_button = QPushButton("Ask", self)
         self.send_button.clicked.connect(lambda: self.question.submitted.emit(self._typed()))
         self.stop_button = QPushButton("Stop", self)
+        self.stop_button.setToolTip("Stop the answer being written (Ctrl+.)")
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop_requested)
         self.copy_button = QPushButton("Copy", self)
@@ -157,6 +159,10 @@ class ChatPanel(QWidget):
         self.render_now()
         self.question_submitted.emit(entry)
         return entry
+
+    def past_questions(self) -> list[str]:
+        """This conversation's questions, oldest first (↑ in the question box)."""
+        return [entry.question for entry in self.transcript.entries if entry.question]
 
     def refresh(self, _entry: ChatEntry | None = None) -> None:
         """An entry changed (a chunk arrived, its state moved): re-render soon."""

@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         c.weights_requested.connect(self.open_weights_dialog)
         c.export_requested.connect(self.export_chat)
         c.new_conversation_requested.connect(self.new_conversation)
+        c.question.escaped.connect(self.player.surface.setFocus)
         self.controller.answer_failed.connect(lambda r: c.show_weights_notice(r.message))
         w.model_loading_started.connect(self.status.model_loading)
         w.model_loaded.connect(self.status.model_ready)
@@ -253,6 +254,14 @@ class MainWindow(QMainWindow):
         if not visible:
             self.player.surface.setFocus()
 
+    def focus_question(self) -> None:
+        """`/`: the chat comes into view (its tab chosen) and the question box gets the keys."""
+        if self.side.isHidden():
+            self.set_chat_visible(True)
+        self.side.setCurrentWidget(self.chat)
+        self._show_side(True)
+        self.chat.question.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
     def toggle_fullscreen(self) -> None:
         if self.isFullScreen():
             self.leave_fullscreen()
@@ -333,6 +342,17 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> None:
         dialogs.show_about(self)
+
+    def show_shortcuts(self) -> QWidget:
+        """Help → Keyboard shortcuts (one window, raised again when already open)."""
+        from moviechat_desktop.ui.shortcuts_dialog import ShortcutsDialog
+
+        dialog = getattr(self, "shortcuts_dialog", None)
+        if dialog is None:
+            dialog = self.shortcuts_dialog = ShortcutsDialog(self.menuBar(), self)
+        dialog.show()
+        dialog.raise_()
+        return dialog
 
     # ------------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

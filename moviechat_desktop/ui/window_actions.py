@@ -3,7 +3,8 @@
 Player shortcuts (Space, arrows, M, F, E, +/−/=, Shift+S, V, Esc) are registered with
 ``WidgetWithChildrenShortcut`` on the player pane only: they act while the focus is in the
 video or its controls, and never while typing in the chat. File and Assistant actions
-(Ctrl+O, Ctrl+Q…) work from anywhere in the window.
+(Ctrl+O, Ctrl+Q, / to ask, Ctrl+. to stop an answer…) work from anywhere in the window.
+Help → Keyboard shortcuts lists them all (ui/shortcuts_dialog.py reads these actions).
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class WindowActions:
         self._global(assistant, "&Weights…", w.open_weights_dialog)
         self._global(assistant, "&Settings…", w.open_settings_dialog)
         assistant.addSeparator()
+        self.ask = self._global(assistant, "&Ask a question", w.focus_question, "/")
+        self.stop_answer = self._global(
+            assistant, "S&top the answer", w.controller.stop_current, "Ctrl+."
+        )
         self._global(assistant, "&New conversation", w.new_conversation, "Ctrl+Shift+N")
         self.conversations_menu = assistant.addMenu("&Conversations")
         self.conversations_menu.aboutToShow.connect(self.fill_conversations_menu)
@@ -91,6 +96,7 @@ class WindowActions:
         self._global(assistant, "C&lear memory cache…", w.clear_cache)
 
         help_menu = menu_bar.addMenu("&Help")
+        self._global(help_menu, "&Keyboard shortcuts", w.show_shortcuts, "F1")
         self._global(help_menu, "&About MovieChat Desktop", w.show_about)
 
     def _global(self, menu, text: str, slot: Callable, shortcut=None) -> QAction:
