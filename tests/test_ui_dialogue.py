@@ -6,6 +6,7 @@ length limit in Settings; speech progress on the timeline."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from PySide6.QtCore import Qt
@@ -245,3 +246,73 @@ def test_the_real_engine_reads_a_sidecar_into_the_tab_and_the_prompt(
     info = maker.instance.last_answer
     assert info.dialogue_source == "sidecar"
     assert "without dialogue" not in entry.note
+
+
+@pytest.fixture
+def speech_fake():
+    """A fake engine whose dialogue is speech recognised chunk by chunk in the background."""
+    import dataclasses
+
+    from ui_fixtures import FakeAssistant
+
+    class SpeechFake(FakeAssistant):
+        chunks = 4
+
+        def __init__(self, settings=None, **kwargs):
+            super().__init__(settings, **kwargs)
+            self.heard = 0
+
+        def open(self, path, subtitles=None):
+            self.heard = 0
+            return super().open(path, subtitles)
+
+        def status(self):
+            status = super().status()
+            if self.path is None:
+                return status
+            span = self.duration_s / self.chunks
+            return dataclasses.replace(
+                status,
+                speech_done_s=self.heard * span,
+                speech_total_s=self.duration_s,
+                speech_covered=((0.0, self.heard * span),) if self.heard else (),
+                speech_pending=self.heard < self.chunks,
+            )
+
+        def background_step(self, cancel=None):
+            time.sleep(0.02)
+            if self.heard < self.chunks:
+                self.heard += 1
+            elif not super().status().finished:
+                return self.encode_step(cancel)
+            return self.status()
+
+        @property
+        def dialogue(self):
+            span = self.duration_s / self.chunks
+            lines = tuple(
+                DialogueLine(i * span + 0.1, i * span + 1.0, f"chunk {i}")
+                for i in range(self.heard)
+            )
+            percent = round(100 * self.heard / self.chunks)
+            return Dialogue("speech", f"Speech: {percent}% recognised", lines)
+
+    def make(settings):
+        make.instance = SpeechFake(settings)
+        return make.instance
+
+    make.instance = None
+    return make
+
+
+def test_recognised_speech_grows_in_the_tab_and_on_the_timeline(
+    qtbot, make_main_window, speech_fake, bikes_mp4
+):
+    window = make_main_window(make_assistant=speech_fake)
+    with qtbot.waitSignal(window.film_opened, timeout=10000):
+        window.open_file(bikes_mp4)
+    qtbot.waitUntil(lambda: window.dialogue.lines.count() == 4, timeout=10000)
+    assert window.dialogue.source_label.text() == "Speech: 100% recognised · 4 lines"
+    qtbot.waitUntil(lambda: window.transport.slider.heard != (), timeout=5000)
+    start, end = window.transport.slider.heard[0]
+    assert start == 0.0 and end == pytest.approx(window.film_info.duration_s, rel=0.01)
