@@ -249,7 +249,7 @@ def test_the_largest_question_that_fits_fits_exactly():
 def test_answer_length_limit():
     limit = max_new_tokens_limit(TOKENIZER, VIDEO, 2000)
     fixed = prompt_length(TOKENIZER, build("").text, VIDEO)
-    assert limit == 2000 - fixed - 1
+    assert limit == 2000 - fixed - 1  # a one-character question
     assert build("?", max_new_tokens=limit).length + limit == 2000
     with pytest.raises(PromptTooLong, match=f"ask for 1 to {limit} tokens"):
         build("?", max_new_tokens=limit + 1)
@@ -337,3 +337,39 @@ def test_global_order_interleaves_relevance_and_spread():
     assert sorted(order) == list(range(50))
     assert set(order[:4]) >= {10, 40}
     assert order[1] == spread_order(lines)[0]
+
+
+def test_the_budget_with_a_sentencepiece_tokenizer(tmp_path):
+    """With a real (SentencePiece, LLaMA-style) tokenizer a line's own length is only a guess
+    of what it adds in context: the builder still fills the budget exactly and never over."""
+    sp_tokenizer = pytest.importorskip("sp_tokenizer")
+    from moviechat_desktop.engine.model.tokenizer import HFTokenizer
+
+    tokenizer = HFTokenizer.from_dir(sp_tokenizer.write_vicuna_style_tokenizer(tmp_path / "tok"))
+    lines = [
+        DialogueLine(i * 3.0, i * 3.0 + 2, f"Who speaks at {i}? Émile says « line {i} ».")
+        for i in range(600)
+    ]
+    order = candidate_lines(Dialogue("file", "x", tuple(lines)), "", "breakpoint", 10_000.0)
+    turns = [("What happens?", "A man rides a bike.")] * 3
+    for max_new in (300, 1000, 1500):
+        built = build_prompt(
+            tokenizer, visual_tokens=VIDEO, system=SYSTEM_PROMPT, turns=turns,
+            question="Who speaks?", max_length=2000, max_new_tokens=max_new, dialogue=order,
+        )  # fmt: skip
+        room = 2000 - max_new
+        assert built.length == prompt_length(tokenizer, built.text, VIDEO) <= room
+        assert 0 < built.dialogue_lines < 600 and built.turns == 0
+        more = Conversation().prompt("Who speaks?", dialogue=order[: built.dialogue_lines + 1])
+        assert prompt_length(tokenizer, more, VIDEO) > room
+    limit = max_new_tokens_limit(tokenizer, VIDEO, 2000)
+    fits = build_prompt(
+        tokenizer, visual_tokens=VIDEO, system=SYSTEM_PROMPT, turns=[], question="?",
+        max_length=2000, max_new_tokens=limit,
+    )  # fmt: skip
+    assert fits.length + limit == 2000
+    with pytest.raises(PromptTooLong, match=f"ask for 1 to {limit} tokens"):
+        build_prompt(
+            tokenizer, visual_tokens=VIDEO, system=SYSTEM_PROMPT, turns=[], question="?",
+            max_length=2000, max_new_tokens=limit + 1,
+        )  # fmt: skip

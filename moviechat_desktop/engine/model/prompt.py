@@ -59,6 +59,7 @@ SYSTEM_PROMPT = (
 IMAGE_PLACEHOLDER = "<ImageHere>"
 STOP_STRING = "###"
 DIALOGUE_HEADER = "Dialogue:"
+SHORTEST_QUESTION = "?"  # what the answer-length limit leaves room for
 _SPACES = re.compile(r"\s+")
 
 
@@ -128,10 +129,10 @@ class BuiltPrompt:
 def max_new_tokens_limit(
     tokenizer: TextTokenizer, visual_tokens: int, max_length: int, system: str = SYSTEM_PROMPT
 ) -> int:
-    """The longest answer that fits beside the video, the fixed prompt and a one-token
-    question in ``max_length`` positions (at least 0)."""
-    fixed = prompt_length(tokenizer, layout(neutralise(system), [], ""), visual_tokens)
-    return max(0, max_length - fixed - 1)
+    """The longest answer that fits beside the video, the fixed prompt and the shortest
+    question (``SHORTEST_QUESTION``) in ``max_length`` positions (at least 0)."""
+    shortest = layout(neutralise(system), [], SHORTEST_QUESTION)
+    return max(0, max_length - prompt_length(tokenizer, shortest, visual_tokens))
 
 
 def answer_limit_for(paths: ModelPaths, max_length: int) -> int:
@@ -194,11 +195,12 @@ def build_prompt(
         return prompt_length(tokenizer, text, visual_tokens)
 
     without = length(layout(system, [], ""))  # everything fixed, an empty question
-    if without + 1 > room:
+    shortest = length(layout(system, [], SHORTEST_QUESTION))
+    if shortest > room:
         raise PromptTooLong(
             f"an answer of {max_new_tokens} tokens cannot fit beside the video in the "
             f"decoder's {max_length}-token context: ask for 1 to "
-            f"{max(1, max_length - without - 1)} tokens"
+            f"{max(1, max_length - shortest)} tokens"
         )
     base = length(layout(system, [], question))
     if base > room:
