@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", default="auto", help="auto|fp16|int8|int4|fp32|bf16")
     p.add_argument("--torch-threads", type=int, metavar="N", help="torch.set_num_threads(N)")
     p.add_argument("--no-ui", action="store_true", help="skip the GUI event-loop probe")
+    p.add_argument(
+        "--speech-small",
+        action="store_true",
+        help="also time speech recognition with a Whisper-small-sized model (builds ~250 MB once)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     args = p.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
@@ -86,11 +91,17 @@ def model_skip_reason(args: argparse.Namespace) -> str | None:
     )
 
 
-def measure_startup(settings: AppSettings) -> tuple[dict[str, float], str | None]:
-    """``bench.startup_probe`` in a fresh process (torch not yet imported, as in the app)."""
+def measure_startup(
+    settings: AppSettings, film: Path | None = None
+) -> tuple[dict[str, float], str | None]:
+    """``bench.startup_probe`` in a fresh process (torch not yet imported, as in the app),
+    the engine in a child process as the app runs it; with ``film``, also the stalls while
+    it is encoded and a question answered, and the time to quit while encoding."""
     command = [sys.executable, "-m", "bench.startup_probe", "--model-dir"]
     command += [settings.model.model_dir, "--device", settings.model.device]
-    command += ["--precision", settings.model.precision]
+    command += ["--precision", settings.model.precision, "--engine", "process"]
+    if film is not None:
+        command += ["--film", str(film)]
     root = Path(__file__).resolve().parent.parent
     try:
         done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1900)
@@ -100,7 +111,9 @@ def measure_startup(settings: AppSettings) -> tuple[dict[str, float], str | None
     if result.get("error"):
         return {}, result["error"]
     keys = ("startup_ready_s", "ui_max_stall_startup_ms", "ui_stalls_over_budget_startup")
-    return {key: float(result[key]) for key in keys}, None
+    keys += ("ui_max_stall_encode_ms", "ui_stalls_over_budget_encode", "ui_max_stall_answer_ms")
+    keys += ("ui_stalls_over_budget_answer", "quit_while_encoding_s")
+    return {key: float(result[key]) for key in keys if key in result}, None
 
 
 def describe_video(path: Path, info: Any) -> dict[str, Any]:
@@ -238,7 +251,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         run_metrics.update(chat_bench.measure_chat())
         if model_desc is not None:
-            startup, problem = measure_startup(settings)
+            probe_film = Path(films_out[0]["video"]["path"]) if films_out else None
+            startup, problem = measure_startup(settings, probe_film)
             run_metrics.update(startup)
             if problem:
                 errors.append(f"startup probe: {problem}")
@@ -248,6 +262,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     real = dialogue_bench.real_tokenizer()
     if real is not None:
         run_metrics.update(dialogue_bench.measure_prompt(real, repeats, prefix="real_prompt_"))
+    from bench import speech_bench
+
+    run_metrics.update(speech_bench.measure_extraction(repeats))
+    speech_metrics, speech_notes = speech_bench.measure_speech(small=args.speech_small)
+    run_metrics.update(speech_metrics)
+    notes.extend(speech_notes)
     run_metrics.update(tracker.run)
     if model_desc is not None and model_desc["frame_tokens"] != [32, 768]:
         notes.append("tiny reference model: engine and answer numbers show the app's overhead")

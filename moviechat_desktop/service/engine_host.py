@@ -204,3 +204,7 @@ def serve(conn: Connection, factory: str, kwargs: dict[str, Any], log_level: int
         except Exception:
             log.exception("shutting the engine down failed")
         conn.close()
+    # Everything the engine keeps is already on disk (atomic writes, fsynced appends): skip the
+    # interpreter's teardown of torch & co., which takes ~0.3-0.5 s, so quitting is quick.
+    logging.shutdown()
+    os._exit(0)

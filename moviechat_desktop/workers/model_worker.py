@@ -215,6 +215,8 @@ class ModelWorker(QThread):
                     break
             except EngineDied as err:
                 self._recover(err)
+            except Cancelled:
+                pass
             except Exception as err:  # never let the thread die silently
                 self.errored.emit(ErrorReport.from_exception(err))
         self._end_engine()
@@ -459,8 +461,10 @@ class ModelWorker(QThread):
             # turns with the memory in background_step; otherwise plain encoding
             step = engine.background_step if engine.status().speech_pending else engine.encode_step
             status = step(self._film_cancel)
-        except (Cancelled, EngineError):
+        except EngineError:
             raise
+        except Cancelled:  # the film was closed or replaced, or the app is quitting
+            return
         except Exception as err:  # a bad stretch of film, out of memory, a bug: stop here
             self._encode_error = ErrorReport.from_exception(err)
             self.errored.emit(self._encode_error)
