@@ -88,3 +88,19 @@ def test_verify_of_a_damaged_import_stops_using_it_but_keeps_the_users_file(
 def test_verify_reports_missing_parts(tiny_manifest):
     results = verify_weights()
     assert all(not r.ok and r.state == "missing" for r in results)
+
+
+def test_verify_checks_the_decoders_tokenizer(tiny_manifest, reference_dir, tmp_path):
+    """A decoder directory with a SentencePiece tokenizer in Vicuna's layout: verify runs the
+    slow/fast and BOS checks on it (tokenizer_check) and says so."""
+    from sp_tokenizer import write_vicuna_style_tokenizer
+
+    folder = tmp_path / "MovieChat-vicuna"
+    shutil.copytree(reference_dir / "tiny_llama", folder)
+    write_vicuna_style_tokenizer(folder)
+    import_weights(folder, "vicuna")
+    [result] = verify_weights(["vicuna"])
+    assert result.ok, result.detail
+    assert "tokenizer: BOS once, slow and fast tokenizers agree on 6 prompt segments" in (
+        result.detail
+    )

@@ -97,13 +97,14 @@ def verify_weights(
         try:
             if status.state == "invalid":
                 raise WeightsCorrupt(status.detail)
-            _check(part, status, progress, cancel)
+            note = _check(part, status, progress, cancel)
         except _FAILURES as err:
             _take_out_of_use(part, status)
             results.append(_result(part, False, part_status(part), str(err)))
             continue
         after = part_status(part)
-        results.append(_result(part, True, after, "ok" + _skipped_note(after.path)))
+        detail = "ok" + (f"; {note}" if note else "") + _skipped_note(after.path)
+        results.append(_result(part, True, after, detail))
     return results
 
 
@@ -131,12 +132,13 @@ def _result(
 
 def _check(
     part: WeightPart, status: PartStatus, progress: TransferCallback, cancel: CancelToken
-) -> None:
+) -> str | None:
+    """Raise one of ``_FAILURES`` if the part is bad; return a note on what was checked."""
     assert status.path is not None
     path = status.path
     if status.state == "unconverted":  # a .pth: converting it checks its keys
         install_part(part, progress=progress, cancel=cancel)
-        return
+        return None
     if part.is_dir:
         check_directory(part, path)
         if status.origin != "imported":
@@ -147,7 +149,7 @@ def _check(
                 names,
                 ByteReporter(part.id, progress, cancel, total, phase="verify", file=path.name),
             )
-        return
+        return _tokenizer_note(path)
     check_keys(part, safetensors_shapes(path), path.name)
     record = imports_record_path() if status.origin == "imported" else installed_record_path()
     entry = get_entry(record, part.id) or {}
@@ -165,6 +167,19 @@ def _check(
         set_entry(
             record, part.id, {"path": str(path), "size": size, "sha256": digest, "converted": True}
         )
+    return None
+
+
+def _tokenizer_note(folder: Path) -> str:
+    """``tokenizer_check.check_tokenizer`` on a decoder directory that ships a tokenizer
+    (``CheckpointMismatch`` when it would split the prompt unlike the original)."""
+    from moviechat_desktop.engine.model.tokenizer import TOKENIZER_FILES
+
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return "no tokenizer files (the byte-level test tokenizer is used)"
+    from moviechat_desktop.engine.model.tokenizer_check import check_tokenizer
+
+    return check_tokenizer(folder)
 
 
 def _take_out_of_use(part: WeightPart, status: PartStatus) -> None:
