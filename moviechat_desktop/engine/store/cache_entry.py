@@ -142,6 +142,7 @@ class CacheEntry:
                 and isinstance(record, dict)
                 and record.get("file") == FRAGMENT_FILE.format(int(name))
                 and isinstance(record.get("bytes"), int)
+                and not isinstance(record.get("bytes"), bool)
                 and isinstance(record.get("blake2b"), str)
             ):
                 return f"its fragment index is damaged (entry {name!r})"
@@ -161,8 +162,8 @@ class CacheEntry:
         try:
             header = json.loads(path.read_bytes())
             problem = self._header_problem(header)
-        except (OSError, ValueError) as err:
-            problem = f"its header is unreadable: {err}"
+        except (OSError, ValueError, RecursionError) as err:
+            problem = f"its header is unreadable: {str(err)[:200]}"
         if problem is None:
             return self._start(header)
         if not self.writable:

@@ -101,8 +101,15 @@ def _read_header(path: Path) -> dict[str, Any]:
     try:
         data = json.loads((path / HEADER_NAME).read_text("utf-8"))
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
+
+
+_LAST_TIME = 32_503_680_000.0  # the year 3000: any clock shows it
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 class FilmCache:
@@ -148,17 +155,21 @@ class FilmCache:
             except OSError:
                 continue
             last_used = header.get("last_used", mtime)
+            if isinstance(last_used, bool) or not isinstance(last_used, int | float):
+                last_used = mtime
+            if not 0 <= last_used <= _LAST_TIME:  # NaN, 1e300, negative: a header we did not write
+                last_used = mtime
             fragments = header.get("fragments", {})
-            total = header.get("fragments_total", 0)
+            film_name = header.get("film_name", "")
             found.append(
                 EntryInfo(
                     name=path.name,
                     path=path,
-                    film_name=str(header.get("film_name", "")),
+                    film_name=film_name[:4096] if isinstance(film_name, str) else "",
                     size_bytes=_size_of(path),
                     fragments_done=len(fragments) if isinstance(fragments, dict) else 0,
-                    fragments_total=total if isinstance(total, int) else 0,
-                    last_used=float(last_used) if isinstance(last_used, int | float) else mtime,
+                    fragments_total=_count(header.get("fragments_total", 0)),
+                    last_used=float(last_used),
                     corrupt=corrupt,
                 )
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -23,6 +24,59 @@ _ENTRIES = "stream=codec_type,codec_name,width,height:stream_side_data=rotation"
 def ffprobe_executable() -> str | None:
     """The ``ffprobe`` program on PATH, or None."""
     return shutil.which("ffprobe")
+
+
+_MAX_SIDE = 1 << 16  # pixels: no video is wider or taller
+_TEXT_FIELDS = ("codec_type", "codec_name")
+
+
+def _clean_stream(stream: Any) -> dict[str, Any] | None:
+    """One stream of ffprobe's answer with only the fields used, each of the right type and
+    range (a field that is not is left out; a stream that is not an object is dropped)."""
+    if not isinstance(stream, dict):
+        return None
+    clean: dict[str, Any] = {}
+    for key in _TEXT_FIELDS:
+        value = stream.get(key)
+        if isinstance(value, str) and len(value) <= 64:
+            clean[key] = value
+    width, height = stream.get("width"), stream.get("height")
+    if all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _MAX_SIDE
+        for v in (width, height)
+    ):
+        clean["width"], clean["height"] = width, height
+    sides = stream.get("side_data_list")
+    if isinstance(sides, list) and sides and isinstance(sides[0], dict):
+        rotation = sides[0].get("rotation")
+        if (
+            isinstance(rotation, int | float)
+            and not isinstance(rotation, bool)
+            and math.isfinite(rotation)
+            and abs(rotation) <= 360
+        ):
+            clean["side_data_list"] = [{"rotation": rotation}]
+    for key, value in stream.items():  # other plain fields (e.g. tags, index) as they are
+        if key not in clean and key not in ("width", "height", "side_data_list", *_TEXT_FIELDS):
+            clean[key] = value
+    return clean
+
+
+def parse_ffprobe_json(out: bytes) -> dict[str, Any] | None:
+    """ffprobe's JSON as ``{"streams": [...]}`` with checked fields, or None ("cannot tell")
+    when it is not JSON, nested too deeply or not the object ffprobe writes."""
+    try:
+        data = json.loads(out)
+    except (ValueError, RecursionError) as exc:
+        log.info("ffprobe answered garbage: %.100s", exc)
+        return None
+    if not isinstance(data, dict):
+        return None
+    streams = data.get("streams", [])
+    if not isinstance(streams, list):
+        return None
+    cleaned = [c for c in (_clean_stream(s) for s in streams) if c is not None]
+    return {**data, "streams": cleaned}
 
 
 class FFprobe:
@@ -48,10 +102,11 @@ class FFprobe:
         self._done = True
         try:
             out, _ = self._proc.communicate(timeout=TIMEOUT_S)
-            self._result = json.loads(out or b"{}")
-        except (subprocess.TimeoutExpired, ValueError) as exc:
+        except subprocess.TimeoutExpired as exc:
             log.info("ffprobe gave no answer: %s", exc)
             self.close()
+            return None
+        self._result = parse_ffprobe_json(out or b"{}")
         return self._result
 
     def streams(self, kind: str) -> list[dict[str, Any]] | None:
@@ -59,7 +114,7 @@ class FFprobe:
         result = self.result()
         if result is None:
             return None
-        return [s for s in result.get("streams", []) if s.get("codec_type") == kind]
+        return [s for s in result["streams"] if s.get("codec_type") == kind]
 
     def close(self) -> None:
         """Stop ffprobe if it still runs and reap it (no zombie, no open pipe)."""
