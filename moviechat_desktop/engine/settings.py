@@ -73,12 +73,19 @@ class DialogueSettings:
 
 
 @dataclass
+class PlayerSettings:
+    always_resume: bool = False  # reopening a film continues where it was left, without asking
+    snapshot_dir: str = ""  # where Shift+S saves pictures; "" = Pictures/MovieChat
+
+
+@dataclass
 class AppSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     generation: GenerationDefaults = field(default_factory=GenerationDefaults)
     cache: CacheSettings = field(default_factory=CacheSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
+    player: PlayerSettings = field(default_factory=PlayerSettings)
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(AppSettings)}

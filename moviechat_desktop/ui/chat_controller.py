@@ -69,6 +69,7 @@ class ChatController(QObject):
         self._tasks: set[asyncio.Task] = set()
         self._status: Any = None
         self._film: str | None = None
+        self._engine_spoke = False  # the worker has sent the open film's conversation
         self.conversation_id: str | None = None
         self.conversations: tuple = ()  # ConversationSummary of the open film, oldest first
         panel.question_submitted.connect(self.ask)
@@ -166,6 +167,7 @@ class ChatController(QObject):
         self._status = None
         self._film = path
         self.conversation_id, self.conversations = None, ()
+        self._engine_spoke = False
         for entry in self.transcript_pending():
             entry.state, entry.note = STOPPED, "the film was closed"
         self.panel.clear()
@@ -173,10 +175,20 @@ class ChatController(QObject):
     def on_conversation_loaded(self, view: ConversationView) -> None:
         if view.film_path != self._film:
             return  # about a film closed since
+        self._engine_spoke = True
         self.conversation_id, self.conversations = view.conversation_id, view.conversations
         if view.reason in ("opened", "new", "switched"):
             self.panel.transcript.restore(entries_from_records(view.records))
             self.panel.render_now()
+
+    def show_saved(self, path: str, state: Any) -> None:
+        """The film's saved conversation read from disk (``SavedState``) before the engine
+        has opened it: shown at once; the engine's own view replaces it when it comes."""
+        if path != self._film or self._engine_spoke:
+            return
+        self.conversation_id, self.conversations = state.conversation_id, state.conversations
+        self.panel.transcript.restore(entries_from_records(state.records))
+        self.panel.render_now()
 
     @property
     def busy(self) -> bool:

@@ -17,6 +17,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from moviechat_desktop.engine.settings import AppSettings, load_settings
+from moviechat_desktop.engine.store.saved_state import read_saved_state
 from moviechat_desktop.ui import dialogs, slot_errors
 from moviechat_desktop.ui.app_resources import app_icon, read_stylesheet
 from moviechat_desktop.ui.chat_controller import ChatController
@@ -32,6 +33,7 @@ from moviechat_desktop.ui.window_actions import WindowActions
 from moviechat_desktop.workers.messages import ErrorReport
 from moviechat_desktop.workers.model_worker import ModelWorker
 from moviechat_desktop.workers.probe_worker import ProbeFunction, ProbeWorker
+from moviechat_desktop.workers.saved_state_worker import SavedStateWorker
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,8 @@ class MainWindow(QMainWindow):
         self._make_assistant = make_assistant or make_engine_assistant
         self._probe = probe
         self._probe_seq = 0
-        self._probes: set[ProbeWorker] = set()
+        self._probes: set[ProbeWorker | SavedStateWorker] = set()
+        self._engine_status_seen = False
         self._dialogs: list[QWidget] = []
 
         self.player = PlayerWidget(vlc_args=vlc_args)
@@ -146,6 +149,8 @@ class MainWindow(QMainWindow):
         t.fullscreen_clicked.connect(self.toggle_fullscreen)
         t.chat_toggled.connect(self.set_chat_visible)
         self.resume_bar.resume_accepted.connect(p.seek)
+        self.resume_bar.focus_released.connect(p.surface.setFocus)
+        self.resume_bar.always_chosen.connect(self._always_resume)
         p.position_changed.connect(self.dialogue.set_position)
         p.subtitle_track_changed.connect(
             lambda track: w.set_dialogue_source(self.dialogue.chosen_source(), track=track)
@@ -194,18 +199,42 @@ class MainWindow(QMainWindow):
         self._remember_position()
         self.film_path, self.film_info = path, info
         self.controller.film_changed(path)
-        self.player.load(path)
+        resume = self.history.resume_position(path)
+        always = resume is not None and self.settings.player.always_resume
+        self.player.load(path, start_s=resume if always else 0.0)
         self.transport.set_covered((), 0.0)
+        self._engine_status_seen = False
+        self._read_saved_state(seq, path)
         self.worker.open_film(path)
         self.history.add_recent(path)
         self.setWindowTitle(f"{Path(path).name} — MovieChat Desktop")
-        resume = self.history.resume_position(path)
-        if resume is not None:
+        self.player.surface.setFocus()
+        if resume is not None and not always:
             self.resume_bar.offer(resume, getattr(info, "duration_s", 0.0))
         else:
             self.resume_bar.hide()
-        self.player.surface.setFocus()
         self.film_opened.emit(path)
+
+    def _read_saved_state(self, seq: int, path: str) -> None:
+        """Show the film's saved chat and watched range from disk, before any model."""
+        reader = SavedStateWorker(seq, path, self.saved_state_reader, self)
+        reader.read.connect(self._saved_state_read)
+        reader.finished.connect(lambda: self._probes.discard(reader))
+        reader.finished.connect(reader.deleteLater)
+        self._probes.add(reader)
+        reader.start()
+
+    def saved_state_reader(self, path: str) -> Any:
+        """Runs on the reader thread: torch-free store modules only."""
+        return read_saved_state(path, self.settings.sampling)
+
+    def _saved_state_read(self, seq: int, path: str, state: Any) -> None:
+        if seq != self._probe_seq or path != self.film_path or state is None:
+            return  # another film is open now, or nothing could be read
+        self.controller.show_saved(path, state)
+        if not self._engine_status_seen and state.covered:
+            duration = getattr(self.film_info, "duration_s", 0.0) or self.player.duration
+            self.transport.set_covered(state.covered, duration)
 
     def _probe_failed(self, seq: int, path: str, report: ErrorReport) -> None:
         if seq != self._probe_seq:
@@ -234,6 +263,7 @@ class MainWindow(QMainWindow):
         self.chat.set_playback(p.state, p.position, p.duration)
 
     def _encoding_progressed(self, status: Any) -> None:
+        self._engine_status_seen = True  # the engine's own status replaces the saved preview
         self.transport.set_covered(status.covered, status.duration_s)
         self.transport.set_heard(getattr(status, "speech_covered", ()))
         self.status.encoding(status)
@@ -305,6 +335,23 @@ class MainWindow(QMainWindow):
 
     def open_settings_dialog(self) -> None:
         dialogs.open_settings_dialog(self)
+
+    def _always_resume(self) -> None:
+        """The resume bar's "Always continue": the same as Settings → Player."""
+        self._save_setting("player", "always_resume", True)
+
+    def _save_setting(self, section: str, key: str, value: Any) -> None:
+        import copy
+
+        from moviechat_desktop.engine.settings import save_settings
+
+        new = copy.deepcopy(self.settings)
+        setattr(getattr(new, section), key, value)
+        try:
+            save_settings(new)
+        except OSError as err:
+            self.show_error(ErrorReport.simple("Settings not saved", str(err), "OSError"))
+        self.apply_settings(new)
 
     def _use_dialogue_toggled(self, enabled: bool) -> None:
         """The Dialogue tab's switch: the same setting as Settings → Use dialogue."""

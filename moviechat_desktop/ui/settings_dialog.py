@@ -139,6 +139,16 @@ class SettingsDialog(QDialog):
         cache_form = QFormLayout(cache_box)
         cache_form.addRow("Memory cache limit:", cache_row)
 
+        self.always_resume = QCheckBox("Continue films where I left them, without asking", self)
+        self.always_resume.setChecked(s.player.always_resume)
+        self.always_resume.setToolTip(
+            "Reopening a film jumps to where you stopped watching instead of offering it in a "
+            "bar under the video for 10 seconds."
+        )
+        player_box = QGroupBox("Player", self)
+        player_form = QFormLayout(player_box)
+        player_form.addRow(self.always_resume)
+
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
             | QDialogButtonBox.StandardButton.Cancel
@@ -151,7 +161,7 @@ class SettingsDialog(QDialog):
             self._restore_defaults
         )
         layout = QVBoxLayout(self)
-        for widget in (model_box, sampling_box, generation_box, cache_box, buttons):
+        for widget in (model_box, sampling_box, generation_box, cache_box, player_box, buttons):
             layout.addWidget(widget)
         self._plan_changed()
         self._greedy_changed(self.greedy.isChecked())
@@ -197,6 +207,7 @@ class SettingsDialog(QDialog):
         self.temperature.setValue(s.generation.temperature)
         self.use_dialogue.setChecked(s.dialogue.enabled)
         self.cache_limit.setValue(s.cache.limit_gb)
+        self.always_resume.setChecked(s.player.always_resume)
 
     def settings(self) -> AppSettings:
         """The edited settings (a copy; the original passed in is untouched)."""
@@ -214,4 +225,5 @@ class SettingsDialog(QDialog):
         s.generation.temperature = self.temperature.value()
         s.dialogue.enabled = self.use_dialogue.isChecked()
         s.cache.limit_gb = self.cache_limit.value()
+        s.player.always_resume = self.always_resume.isChecked()
         return s
