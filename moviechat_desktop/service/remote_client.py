@@ -408,8 +408,8 @@ class RemoteEngine:
                     continue
                 item = _parse_line(line)
                 if "chunk" in item:
-                    if answer.first_token_s is None:
-                        answer.first_token_s = time.perf_counter() - start
+                    if answer.first_text_s is None:
+                        answer.first_text_s = time.perf_counter() - start
                     answer.chunks += 1
                     yield str(item["chunk"])
                     if cancel is not None:
@@ -422,7 +422,11 @@ class RemoteEngine:
                     finished = True
                     raise wire.error_from_wire(item["error"], RemoteError)
         except httpx.HTTPError as err:
-            raise self._network_error(err) from None
+            if self._stopped:
+                raise EngineStopped("the client is shutting down") from None
+            raise ServerError(
+                f"the server at {self.server_url} stopped in the middle of the answer ({err})"
+            ) from None
         finally:
             with self._lock:
                 self._response = None
@@ -473,10 +477,17 @@ class RemoteEngine:
         answer.prompt = str(server.get("prompt") or "")
         answer.at_s = server.get("at_s", answer.at_s)
         timings = dict(server.get("timings") or {})
-        for key in ("first_token_s", "answer_s"):
+        for key in ("first_token_s", "first_text_s", "answer_s"):
             if server.get(key) is not None:
                 timings[f"server_{key}"] = float(server[key])
         answer.timings = timings
+        answer.tokens = int(server.get("tokens") or 0)
+        # The client sees text, not tokens: its first token is its first text less the time
+        # the server's streamer held that text back after the decoder's first token.
+        if answer.first_text_s is None:
+            answer.first_text_s = answer.answer_s
+        held = timings.get("server_first_text_s", 0.0) - timings.get("server_first_token_s", 0.0)
+        answer.first_token_s = max(answer.first_text_s - max(held, 0.0), 0.0)
         self._state["conversation_id"] = done.get("conversation_id")
         self._state["history_error"] = done.get("history_error")
 

@@ -1,0 +1,204 @@
+"""The real thing: ``moviechat-desktop serve`` (Ray Serve, on CPU, the tiny model) started once
+for the session, spoken to by ``RemoteEngine`` over loopback HTTP.
+
+One Ray instance for all the tests here (~13-15 s to start and stop on a quiet machine,
+~1.5 GB): it runs in its own session so the tests can find and kill its replica; its cache
+and config live under the test's temp dir, Ray's temp dir is a short /tmp/mcray-* (Ray's
+socket paths must stay short), removed at the end.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+pytest.importorskip("ray")
+pytest.importorskip("fastapi")
+
+from moviechat_desktop.engine.assistant import Assistant
+from moviechat_desktop.engine.model.llm import GenerationSettings
+from moviechat_desktop.engine.settings import AppSettings, SamplingSettings
+from moviechat_desktop.service.remote_client import RemoteEngine, ServerError, Unauthorized
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+GREEDY = GenerationSettings(greedy=True, max_new_tokens=24)
+# The tiny model's greedy text is undecodable bytes that come out as one chunk at the end;
+# seeded sampling gives ~40 chunks over ~2 s (measured): what a streaming test needs.
+STREAMY = GenerationSettings(greedy=False, seed=0, temperature=1.0, top_p=1.0, max_new_tokens=200)
+START_TIMEOUT_S = 240.0
+
+
+def small_settings() -> AppSettings:
+    return AppSettings(sampling=SamplingSettings(n_fragments=12, frames_per_fragment=8))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _session_processes(sid: int, needle: str) -> list[int]:
+    """Processes of session ``sid`` (the server and all of Ray's) whose command has ``needle``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) != sid:
+                continue
+            if needle in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                found.append(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, reference_dir):
+    base = tmp_path_factory.mktemp("served")
+    # Ray's socket paths must stay under ~107 characters: pytest's temp paths are too long
+    ray_tmp = tempfile.mkdtemp(prefix="mcray-")
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(base / "config"),
+        "XDG_CACHE_HOME": str(base / "cache"),
+        "XDG_DATA_HOME": str(base / "data"),
+        "RAY_TMPDIR": ray_tmp,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    token_file = base / "token"
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "moviechat_desktop", "serve",
+        "--model-dir", str(reference_dir), "--port", str(port),
+        "--token-file", str(token_file), "--num-cpus", "2",
+    ]  # fmt: skip
+    stderr = open(base / "serve.err", "w+")  # noqa: SIM115 (read back at the end)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=stderr, env=env, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()  # blocks until the server accepts requests (or dies)
+        assert line == f"serving on http://127.0.0.1:{port}\n", (line, _tail(stderr))
+        yield SimpleNamespace(
+            url=f"http://127.0.0.1:{port}", token_file=token_file, proc=proc, stderr=stderr
+        )
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for pid in _session_processes(proc.pid, ""):  # never leave Ray behind
+            os.kill(pid, signal.SIGKILL)
+        stderr.close()
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _tail(handle) -> str:
+    handle.flush()
+    handle.seek(0)
+    return handle.read()[-3000:]
+
+
+@pytest.fixture
+def remote(server):
+    engine = RemoteEngine(server.url, server.token_file, settings=small_settings())
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture(scope="session")
+def in_process(reference_dir, bikes_mp4):
+    """The same film in this process, the way ``ask`` without ``--server`` answers."""
+    assistant = Assistant(
+        settings=small_settings(), model_dir=reference_dir, use_cache=False, keep_history=False
+    )
+    assistant.open(bikes_mp4)
+    assistant.encode()
+    assistant.new_conversation()
+    return assistant
+
+
+def _timed(answer) -> tuple[str, list[float]]:
+    start, times, chunks = time.perf_counter(), [], []
+    for chunk in answer:
+        chunks.append(chunk)
+        times.append(time.perf_counter() - start)
+    return "".join(chunks), times
+
+
+def test_served_answers_stream_and_equal_the_in_process_ones(remote, in_process, bikes_mp4):
+    remote.open(bikes_mp4)
+    remote.encode()
+    remote.new_conversation()
+    answer = "".join(remote.ask("What happens?", settings=GREEDY))
+    in_process.new_conversation()
+    assert answer == "".join(in_process.ask("What happens?", settings=GREEDY))
+
+    remote.new_conversation()
+    text, times = _timed(remote.ask("And then?", settings=STREAMY))
+    server = remote.last_answer.timings
+    generating_s = server["server_answer_s"] - server["server_first_token_s"]
+    assert len(times) > 5 and text
+    # the chunks reached this process while the server was still generating, not at the end
+    assert times[-1] - times[0] > 0.3 * generating_s > 0
+    assert remote.last_answer.chunks == len(times)
+
+
+def test_the_token_is_required(server, tmp_path, bikes_mp4):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        assert httpx.get(f"{server.url}/v1/info", headers=headers).status_code == 401
+    bad = tmp_path / "bad"
+    bad.write_text("wrong")
+    with pytest.raises(Unauthorized, match=r"refused the token \(401\)"):
+        RemoteEngine(server.url, bad).open(bikes_mp4)
+
+
+def test_a_server_killed_mid_answer_is_a_clear_error_and_a_retry_works(server, remote, bikes_mp4):
+    remote.open(bikes_mp4)
+    remote.encode()  # saved in the server's cache fragment by fragment
+    remote.new_conversation()
+    expected = "".join(remote.ask("What happens?", settings=GREEDY))
+    [replica] = _session_processes(server.proc.pid, "ServeReplica:moviechat")
+    answer = remote.ask("And then?", settings=STREAMY)
+    next(answer)  # the answer has started
+    os.kill(replica, signal.SIGKILL)
+    with pytest.raises(ServerError) as failure:
+        for _ in answer:
+            pass
+    message = str(failure.value)
+    assert "\n" not in message and server.url in message
+    assert "stopped in the middle of the answer" in message
+    # the user asks again: Serve has started a new replica, which takes the film back from
+    # the cache (the client opens it again by itself)
+    remote.new_conversation()
+    retry = "".join(remote.ask("What happens?", settings=GREEDY))
+    assert retry == expected
+    assert remote.cache_restored == 12
+
+
+def test_serve_stops_cleanly_on_sigterm(server):
+    """Last (file order): SIGTERM ends the session's server, and Ray with it."""
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0, _tail(server.stderr)
+    assert "server stopped" in _tail(server.stderr)
+    time.sleep(1.0)
+    assert _session_processes(server.proc.pid, "") == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/v1/info", timeout=5)
