@@ -74,7 +74,7 @@ RUN_METRICS: tuple[Metric, ...] = (
     Metric("load_peak_rss_mb", "MiB", "peak RSS while loading"),
     Metric("cuda_after_load_mb", "MiB", "device memory after load", cuda_only=True),
     Metric("load_peak_cuda_mb", "MiB", "peak device memory while loading", cuda_only=True),
-    Metric("ui_max_stall_loading_ms", "ms", "UI worst stall: loading (imports done)"),
+    Metric("ui_max_stall_loading_ms", "ms", "UI worst stall: loading (engine process)"),
     Metric("ui_max_stall_encoding_ms", "ms", "UI worst stall: encoding"),
     Metric("ui_max_stall_answering_ms", "ms", "UI worst stall: answering"),
     Metric("ui_p99_stall_ms", "ms", "UI stall, 99th percentile"),

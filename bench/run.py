@@ -100,8 +100,8 @@ def measure_startup(
     command = [sys.executable, "-m", "bench.startup_probe", "--model-dir"]
     command += [settings.model.model_dir, "--device", settings.model.device]
     command += ["--precision", settings.model.precision, "--engine", "process"]
-    if film is not None:
-        command += ["--film", str(film)]
+    if film is not None:  # a short plan: enough to see encoding's stalls and to quit mid-way
+        command += ["--film", str(film), "--fragments", "32"]
     root = Path(__file__).resolve().parent.parent
     try:
         done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1900)
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 with tracker.phase() as peaks:
                     ui_metrics, ui_notes = ui_bench.measure_ui(
-                        lambda: engine_bench.new_assistant(settings), ui_film
+                        lambda: ui_bench.engine_process(settings), ui_film
                     )
             except RuntimeError as err:
                 errors.append(f"UI probe: {err}")

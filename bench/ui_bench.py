@@ -1,8 +1,9 @@
 """The GUI thread's worst event-loop stall while the real worker loads, encodes and answers.
 
 A 5 ms ``QTimer`` (precise) ticks on the GUI thread of a ``QApplication`` (offscreen when there
-is no display) while the app's own ``ModelWorker`` (the QThread that owns the ``Assistant``)
-loads the model, opens and encodes a film, then answers a global and a breakpoint question.
+is no display) while the app's own ``ModelWorker`` (the QThread that drives the engine — in
+``bench.run``, as in the app, the Assistant in a child process: ``engine_process``) loads the
+model, opens and encodes a film, then answers a global and a breakpoint question.
 A stall is how much later than its 5 ms a tick came: ``gap − interval``. The GUI thread does
 what the chat does with the worker's signals (collects progress and answer chunks) but draws
 no widgets, so this is the stall the worker itself causes (the GIL, signal traffic), which is
@@ -99,6 +100,13 @@ class _Driver(QObject):
             self._ask(rid)
         else:
             self.loop.quit()
+
+
+def engine_process(settings: Any) -> Any:
+    """The engine as the app runs it: the Assistant in a child process (``LocalEngine``)."""
+    from moviechat_desktop.service.local_engine import LocalEngine
+
+    return LocalEngine(settings=settings, use_cache=True)
 
 
 def _max_ms(values: list[float]) -> float:

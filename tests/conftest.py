@@ -88,6 +88,25 @@ def _no_dangling_qthreads(request):
         pytest.fail(f"test left {len(running)} QThread(s) running: {running}", pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_engine_processes_left():
+    """Fail a test that leaves an engine child process (service.local_engine) running."""
+    import multiprocessing
+
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        left = [p for p in multiprocessing.active_children() if p.name == "moviechat-engine"]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for process in left:  # do not leak into the next test
+        process.kill()
+        process.join(5)
+    if left:
+        pytest.fail(f"test left engine process(es) running: {left}", pytrace=False)
+
+
 # --------------------------------------------------------------------------- reference data
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:

@@ -19,6 +19,7 @@ from moviechat_desktop.engine.errors import (
     WeightsCorrupt,
     WeightsMissing,
 )
+from moviechat_desktop.service.api import EngineError, EngineGaveUp
 
 if TYPE_CHECKING:  # the records arrive from the engine; this module stays torch-free
     from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 # Most specific first: the first isinstance match gives the dialog title.
 _TITLES: tuple[tuple[type[BaseException], str], ...] = (
     (Cancelled, "Cancelled"),
+    (EngineGaveUp, "The assistant stopped"),
+    (EngineError, "The assistant's process failed"),
     (VideoError, "Cannot play this file"),
     (WeightsMissing, "Model weights are missing"),
     (WeightsCorrupt, "Model weights are damaged"),

@@ -58,6 +58,7 @@ IDLE_CHECK_S = 1.0  # an idle worker looks this often whether its engine process
 MAX_RESTARTS = 3  # engine deaths within RESTART_WINDOW_S before giving up
 RESTART_WINDOW_S = 60.0
 
+ENGINE_GONE = (EngineError, EngineStopped)  # never handled where they happen: see run()
 AssistantFactory = EngineClientFactory  # the name the window and the tests know
 
 
@@ -385,7 +386,7 @@ class ModelWorker(QThread):
         self.model_loading_started.emit()
         try:
             self._engine.load_model()
-        except EngineError:
+        except ENGINE_GONE:
             raise
         except Exception as err:
             self.model_unavailable.emit(ErrorReport.from_exception(err))
@@ -399,7 +400,7 @@ class ModelWorker(QThread):
             return
         try:
             self.answer_limit_known.emit(int(limit()))
-        except EngineError:
+        except ENGINE_GONE:
             raise
         except Exception:  # the spin box keeps its default range
             log.exception("the model's answer length limit is unknown")
@@ -412,7 +413,7 @@ class ModelWorker(QThread):
             return
         try:
             self._engine.open(path)
-        except EngineError:
+        except ENGINE_GONE:
             raise
         except Exception as err:
             self.errored.emit(ErrorReport.from_exception(err))
@@ -436,7 +437,7 @@ class ModelWorker(QThread):
             records = () if shown else tuple(a.conversation_records())
             listed = tuple(a.conversations())
             self._conversation_id = a.conversation_id
-        except EngineError:
+        except ENGINE_GONE:
             raise
         except Exception:  # the chat must never stop the player or the encoder
             log.exception("reading the chat history failed")
@@ -461,7 +462,7 @@ class ModelWorker(QThread):
             # turns with the memory in background_step; otherwise plain encoding
             step = engine.background_step if engine.status().speech_pending else engine.encode_step
             status = step(self._film_cancel)
-        except EngineError:
+        except ENGINE_GONE:
             raise
         except Cancelled:  # the film was closed or replaced, or the app is quitting
             return
@@ -479,7 +480,7 @@ class ModelWorker(QThread):
             return
         try:
             self._engine.set_dialogue_source(source, file=file, track=track)
-        except EngineError:
+        except ENGINE_GONE:
             raise
         except Exception as err:  # an unreadable file, a bitmap track: say why
             if file is None and track is not None:  # the player switched tracks: no dialog
@@ -495,7 +496,7 @@ class ModelWorker(QThread):
             return
         try:
             dialogue = getattr(a, "dialogue", None)
-        except EngineError:
+        except ENGINE_GONE:
             raise
         except Exception:  # the dialogue must never stop the player or the encoder
             log.exception("reading the film's dialogue failed")
@@ -546,7 +547,7 @@ class ModelWorker(QThread):
                 self.answer_chunk_received.emit(question.request_id, chunk)
                 if question.cancel.cancelled:
                     break
-        except EngineError:
+        except ENGINE_GONE:
             raise  # the question stays at the head of the line: asked again after a restart
         except Cancelled:
             pass
