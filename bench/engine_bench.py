@@ -167,8 +167,8 @@ def ask_once(
     else:
         rate = n / (end - start)
     return {
-        "ttft_s": stamps[0] - start,
-        "first_chunk_s": info.first_token_s if info.first_token_s is not None else end - start,
+        "first_token_s": stamps[0] - start,
+        "first_text_s": info.first_text_s if info.first_text_s is not None else end - start,
         "answer_s": end - start,
         "tokens": float(n),
         "tokens_per_s": rate,

@@ -182,7 +182,11 @@ def run_ask(args: argparse.Namespace) -> int:
     if not args.json:
         sys.stdout.write("\n")
         return 0
+    # first_token_s: the decoder's first token; first_text_s: the first text shown (the
+    # streamer holds back what could still become the stop string, whitespace, half a
+    # character, so it can come much later)
     timings["first_token_s"] = answer_info.first_token_s or 0.0
+    timings["first_text_s"] = answer_info.first_text_s or answer_info.answer_s
     timings["answer_s"] = answer_info.answer_s
     timings.update(answer_info.timings)
     print(

@@ -200,6 +200,22 @@ def test_stop_string_split_over_multi_character_pieces():
     assert "".join(shown) == "The # more"  # a lone '#' is text, released when settled
 
 
+def test_first_token_is_stamped_when_the_decoder_emits_it_not_when_text_shows():
+    # " #" is held back (it could become "###") until the third token settles it: the first
+    # text comes two tokens after the first token
+    pieces = {10: " #", 11: "#", 12: "x"}
+    answer, _ = stream([10, 11, 12, 2], tokenizer=PieceTokenizer(pieces), pause=0.05)
+    start = time.perf_counter()
+    iterator = iter(answer)
+    assert answer.first_token_at is None
+    first_chunk = next(iterator)
+    first_text_at = time.perf_counter()
+    assert first_chunk == "##x"
+    assert answer.first_token_at is not None
+    assert start < answer.first_token_at <= first_text_at - 0.08  # two paused tokens later
+    list(iterator)
+
+
 def test_stop_token_id_sequence_stops_without_text():
     pieces = {10: "a", 11: "b"}
     answer, lm = stream([10, 11, 99, 10, 10], tokenizer=PieceTokenizer(pieces))

@@ -85,6 +85,9 @@ def test_remote_answers_equal_the_in_process_ones(remote, reference_dir, vtest_a
     remote.new_conversation()
     answer = "".join(remote.ask("What happens?", settings=GREEDY))
     assert remote.last_answer.memory_frames > 0 and remote.last_answer.first_token_s > 0
+    timing = remote.last_answer
+    assert timing.first_token_s <= timing.first_text_s <= timing.answer_s
+    assert timing.timings["server_first_token_s"] <= timing.timings["server_answer_s"]
     at = 30.0
     moment = "".join(remote.ask("What is he holding?", "breakpoint", at_s=at, settings=GREEDY))
     assert remote.last_answer.at_s == at

@@ -86,7 +86,9 @@ class AnswerInfo:
     mode: str = "global"
     at_s: float | None = None
     memory_frames: int = 0  # frames fed to the video Q-Former
-    first_token_s: float | None = None  # from the call to the first text chunk
+    first_token_s: float | None = None  # from the call to the decoder's first token
+    first_text_s: float | None = None  # from the call to the first text shown (chunk)
+    tokens: int = 0  # tokens the decoder generated (the stop sequence included)
     answer_s: float = 0.0  # from the call to the last chunk
     chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -787,13 +789,29 @@ class Assistant:
         conversation = self.conversation
         if record_question:
             self._record("user", question, mode, at_s)
+        streams: list[Any] = []
         stream = model.stream_answer(
-            visual, conversation, question, generation, cancel, prompt=prompt
+            visual,
+            conversation,
+            question,
+            generation,
+            cancel,
+            prompt=prompt,
+            on_stream=streams.append,
         )
+
+        def token_times() -> None:
+            first_at = streams[0].first_token_at if streams else None
+            if first_at is not None and info_out.first_token_s is None:
+                info_out.first_token_s = first_at - start
+            info_out.tokens = len(streams[0].token_ids) if streams else 0
+
         for chunk in stream:
-            if info_out.first_token_s is None:
-                info_out.first_token_s = time.perf_counter() - start
+            if info_out.first_text_s is None:
+                info_out.first_text_s = time.perf_counter() - start
+            token_times()
             info_out.chunks += 1
             yield chunk
         info_out.answer_s = time.perf_counter() - start
+        token_times()
         self._record("assistant", conversation.turns[-1].answer, mode, at_s, generation)

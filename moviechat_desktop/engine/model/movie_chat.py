@@ -8,7 +8,7 @@ mode; inference entry points run under ``torch.inference_mode()``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -275,13 +275,18 @@ class MovieChatModel:
         cancel: CancelToken | None = None,
         *,
         prompt: BuiltPrompt | None = None,
+        on_stream: Callable[[AnswerStream], None] | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text as it is generated; when complete, append the turn
         ``(question, answer)`` to ``conversation``. ``prompt`` is the one ``build_prompt``
-        made (default: built here without dialogue). Raises ``Cancelled`` (nothing appended)
-        if ``cancel`` fires, ``OutOfGpuMemory`` on CUDA OOM."""
+        made (default: built here without dialogue). ``on_stream`` receives the
+        ``AnswerStream`` before generation starts (its ``first_token_at``, ``token_ids``).
+        Raises ``Cancelled`` (nothing appended) if ``cancel`` fires, ``OutOfGpuMemory`` on
+        CUDA OOM."""
         embeds = self.prompt_embeds(visual, conversation, question, settings, prompt=prompt)
         stream = AnswerStream(self.llm, embeds, settings, cancel)
+        if on_stream is not None:
+            on_stream(stream)
         with oom_guard("answering"):
             yield from stream
         assert stream.answer is not None

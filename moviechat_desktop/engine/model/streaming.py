@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 
 import torch
@@ -71,14 +72,18 @@ def _stop_criteria(tokenizer: TextTokenizer, stop_flags: list[threading.Event | 
 
 
 class _QueueStreamer:
-    """A transformers streamer that forwards each step's new token ids to a queue."""
+    """A transformers streamer that forwards each step's new token ids to a queue and stamps
+    (``time.perf_counter``) when the decoder produced its first one."""
 
     def __init__(self, sink: queue.Queue) -> None:
         self.sink = sink
+        self.first_token_at: float | None = None
 
     def put(self, value: torch.Tensor) -> None:
         if value.dim() == 2:  # the prompt ids (empty with inputs_embeds): not part of the answer
             return
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
         self.sink.put(value.view(-1)[:1].tolist())  # batch of 1
 
     def end(self) -> None:
@@ -87,6 +92,8 @@ class _QueueStreamer:
 
 class AnswerStream:
     """Iterate to get text chunks; afterwards ``answer`` (post-processed) and ``token_ids``.
+    ``first_token_at``: ``time.perf_counter()`` when the decoder produced its first token
+    (set during iteration, before that token's text, if any, is shown; None until then).
 
     Iteration raises ``Cancelled`` if ``cancel`` fired, or the generation thread's error.
     Closing the iterator early stops generation and joins the thread.
@@ -103,6 +110,7 @@ class AnswerStream:
         self.token_ids: list[int] = []
         self.text = ""
         self.answer: str | None = None
+        self.first_token_at: float | None = None
         self._stop = threading.Event()
 
     def _generation_config(self):
@@ -122,7 +130,9 @@ class AnswerStream:
             **sampling,
         )
 
-    def _run(self, sink: queue.Queue, failure: list[BaseException]) -> None:
+    def _run(
+        self, sink: queue.Queue, failure: list[BaseException], streamer: _QueueStreamer
+    ) -> None:
         flags: list[threading.Event | CancelToken] = [self._stop]
         if self.cancel is not None:
             flags.append(self.cancel)
@@ -137,7 +147,7 @@ class AnswerStream:
                     ),
                     generation_config=self._generation_config(),
                     stopping_criteria=_stop_criteria(self.llm.tokenizer, flags),
-                    streamer=_QueueStreamer(sink),
+                    streamer=streamer,
                 )
         except BaseException as err:  # re-raised in the consuming thread
             failure.append(err)
@@ -147,13 +157,19 @@ class AnswerStream:
     def __iter__(self) -> Iterator[str]:
         sink: queue.Queue = queue.Queue()
         failure: list[BaseException] = []
+        streamer = _QueueStreamer(sink)
         thread = threading.Thread(
-            target=self._run, args=(sink, failure), name="moviechat-generate", daemon=True
+            target=self._run,
+            args=(sink, failure, streamer),
+            name="moviechat-generate",
+            daemon=True,
         )
         thread.start()
         shown = 0
         try:
             while (ids := sink.get()) is not _END:
+                if self.first_token_at is None:
+                    self.first_token_at = streamer.first_token_at
                 self.token_ids.extend(ids)
                 self.text = self.llm.tokenizer.decode(self.token_ids)
                 visible = visible_text(self.text, final=False)
