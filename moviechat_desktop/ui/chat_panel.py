@@ -51,6 +51,7 @@ class ChatPanel(QWidget):
         self._position = 0.0
         self._duration = 0.0
         self._paused_mid_film = False
+        self._playing = False
         # (hours, duration) and the settled entries as laid out in the document
         self._settled_key: tuple | None = None
         self._tail_start = 0  # where the entries still changing begin in the document
@@ -138,6 +139,7 @@ class ChatPanel(QWidget):
     def set_playback(self, state: str, position_s: float, duration_s: float) -> None:
         """Follow the player: a pause mid-film makes "This moment" the default mode."""
         self._position, self._duration = position_s, duration_s
+        self._playing = state in ("playing", "opening")
         self.mode_box.setItemText(1, mode_label(BREAKPOINT, position_s, hours=self.hours))
         paused_mid_film = state == "paused" and 0 < position_s < max(0.0, duration_s - END_MARGIN_S)
         if paused_mid_film != self._paused_mid_film:
@@ -156,6 +158,21 @@ class ChatPanel(QWidget):
         self.question.clear()
         at_s = self._position if self.mode() == BREAKPOINT else None
         entry = self.transcript.add(text, self.mode(), at_s)
+        if self.mode() == GLOBAL and self._playing and self._position > 0:
+            entry.moment_s = self._position  # offered as "this moment" in the bubble
+        self.render_now()
+        self.question_submitted.emit(entry)
+        return entry
+
+    def ask_about_moment(self, entry_id: int) -> ChatEntry | None:
+        """Ask the whole-film question ``entry_id`` again about the moment the film was at
+        when it was sent (its ``moment_s``)."""
+        original = self.transcript.get(entry_id)
+        if original is None or original.moment_s is None:
+            return None
+        at_s, original.moment_s = original.moment_s, None  # offered once: the link goes
+        self._settled_key = None
+        entry = self.transcript.add(original.question, BREAKPOINT, at_s)
         self.render_now()
         self.question_submitted.emit(entry)
         return entry
@@ -258,6 +275,10 @@ class ChatPanel(QWidget):
             bar = self.browser.verticalScrollBar()
             self.show_earlier()
             bar.setValue(0)
+            return
+        moment_of = chat_render.parse_moment_href(url.toString())
+        if moment_of is not None:
+            self.ask_about_moment(moment_of)
             return
         seconds = chat_render.parse_seek_href(url.toString())
         if seconds is not None:

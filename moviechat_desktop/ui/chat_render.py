@@ -23,6 +23,7 @@ from moviechat_desktop.ui.chat_transcript import (
 
 SEEK_SCHEME = "seek"
 MORE_HREF = "more:earlier"  # the link that shows earlier entries of a long chat
+MOMENT_SCHEME = "moment"  # "moment:<entry id>": ask that question about its moment instead
 
 _QUESTION_BG = "#2d4f7c"
 _ANSWER_BG = "#2b2b30"
@@ -54,6 +55,12 @@ def parse_seek_href(href: str) -> float | None:
     return seconds if seconds >= 0 else None
 
 
+def parse_moment_href(href: str) -> int | None:
+    """``"moment:12"`` → 12 (an entry id); anything else → None."""
+    scheme, _, value = href.partition(":")
+    return int(value) if scheme == MOMENT_SCHEME and value.isdigit() else None
+
+
 def linkify_times(text: str, *, max_seconds: float | None = None) -> str:
     """Escape ``text`` for rich text and make each time in it a seek link."""
     parts: list[str] = []
@@ -82,6 +89,12 @@ def render_entry(
         chip = f'<a href="{seek_href(entry.at_s)}" style="color:{_LINK_COLOUR}">{label}</a>'
     else:
         chip = label
+    if entry.mode != BREAKPOINT and entry.moment_s is not None:
+        moment = escape(mode_label(BREAKPOINT, entry.moment_s, hours=hours))
+        chip += (
+            f' · <a href="{MOMENT_SCHEME}:{entry.id}" style="color:{_LINK_COLOUR}">'
+            f"ask about {moment[0].lower()}{moment[1:]} instead</a>"
+        )
     question = escape(entry.question).replace("\n", "<br/>")
     html = [
         f'<table width="100%" cellspacing="0" cellpadding="0" style="margin-top:10px">'

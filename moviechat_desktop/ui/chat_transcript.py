@@ -52,6 +52,9 @@ class ChatEntry:
     asked_at: datetime = field(default_factory=datetime.now)
     id: int = field(default_factory=lambda: next(_ids))
     restored: bool = False  # read back from the film's chat history, not asked this session
+    # a whole-film question sent while the film played: where it was when Enter was pressed
+    # (the chat offers to ask about that moment instead)
+    moment_s: float | None = None
 
     @property
     def finished(self) -> bool:

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 POLL_MS = 100
 SEEK_SETTLE_S = 0.6  # after a seek, ignore VLC's stale times for this long
 END_WINDOW_S = 2.0  # VLC pausing by itself this close to the end means the film ended
+# a paused seek lands at least this far before the end: VLC has no frame to show at the very
+# end, and a paused seek there would leave the old picture on screen
+LAST_FRAME_MARGIN_S = 0.2
 RATES = (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 
 STOPPED, OPENING, PLAYING, PAUSED, ENDED, ERROR = (
@@ -74,6 +77,7 @@ class PlayerWidget(QWidget):
         self._seek_target: float | None = None
         self._seek_time = 0.0
         self._pending_seek: float | None = None
+        self._pause_after_seek = False  # a seek from the end: show the frame, do not play
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
@@ -126,6 +130,7 @@ class PlayerWidget(QWidget):
         self.path = str(path)
         self._position, self._duration = 0.0, 0.0
         self._seek_target = None
+        self._pause_after_seek = False
         self._pending_seek = start_s if start_s > 0 else None
         self.position_changed.emit(0.0)
         self.duration_changed.emit(0.0)
@@ -183,13 +188,22 @@ class PlayerWidget(QWidget):
             self.play()
 
     def seek(self, seconds: float) -> None:
-        """Jump to ``seconds`` (clamped to the film)."""
+        """Jump to ``seconds`` (clamped to the film). Paused or ended, the film stays still
+        and shows the frame there (at most ``LAST_FRAME_MARGIN_S`` before the end); playing,
+        it plays on from there."""
         if self._player is None or self.path is None:
             return
         upper = self._duration if self._duration > 0 else max(seconds, 0.0)
         target = min(max(0.0, seconds), upper)
-        if self._state in (ENDED, STOPPED, ERROR):
+        if self._state in (PAUSED, ENDED) and self._duration > 0:
+            target = min(target, max(0.0, self._duration - LAST_FRAME_MARGIN_S))
+        if self._state == ENDED and self._vlc_paused():
+            # --play-and-pause kept the last picture: seek there and stay paused
+            self._player.set_time(int(target * 1000))
+            self._set_state(PAUSED)
+        elif self._state in (ENDED, STOPPED, ERROR):
             self._pending_seek = target
+            self._pause_after_seek = self._state == ENDED
             self.play()
         elif self._state == OPENING:
             self._pending_seek = target
@@ -313,11 +327,20 @@ class PlayerWidget(QWidget):
             vlc.State.Stopped: STOPPED,
             vlc.State.Error: ERROR,
         }.get(vlc_state, self._state)
-        if mapped == PAUSED and self._state in (PLAYING, ENDED) and self._at_end():
+        if (
+            mapped == PAUSED
+            and self._state in (PLAYING, ENDED)
+            and self._at_end()
+            and not self._seeking_away_from_end()  # VLC still reports the end: not again
+        ):
             mapped = ENDED  # VLC paused by itself on the last frame (--play-and-pause)
         if mapped == PLAYING and self._pending_seek is not None:
             self._player.set_time(int(self._pending_seek * 1000))
             self._pending_seek = None
+            if self._pause_after_seek:
+                self._pause_after_seek = False
+                self._player.set_pause(1)
+                mapped = PAUSED
         if mapped == PLAYING and self._state != PLAYING:
             self._apply_audio()  # the audio output exists only once playing
         self._set_state(mapped)
@@ -327,6 +350,19 @@ class PlayerWidget(QWidget):
         ms = self._player.get_time()
         if ms >= 0:
             self._update_position(ms / 1000)
+
+    def _vlc_paused(self) -> bool:
+        import vlc
+
+        return self._player is not None and self._player.get_state() == vlc.State.Paused
+
+    def _seeking_away_from_end(self) -> bool:
+        """A seek to before the end that VLC has not reported reaching yet."""
+        return (
+            self._seek_target is not None
+            and self._seek_target < self._duration - END_WINDOW_S
+            and time.monotonic() - self._seek_time < 2 * SEEK_SETTLE_S
+        )
 
     def _at_end(self) -> bool:
         if self._player is None or self._duration <= 0:
