@@ -34,7 +34,7 @@ def test_panel_lists_highlights_filters_and_seeks(qtbot):
     qtbot.addWidget(panel)
     panel.set_dialogue(SUBTITLES)
     assert panel.source_label.text() == "Subtitles: bikes.en.srt · 3 lines"
-    texts = [panel.lines.item(i).text() for i in range(panel.lines.count())]
+    texts = [panel.row_text(i) for i in range(panel.line_count())]
     assert texts == [
         "00:01  Where is the rabbit?",
         "00:03  Frank: Behind the big tree.",
@@ -45,9 +45,9 @@ def test_panel_lists_highlights_filters_and_seeks(qtbot):
     assert panel.current_row() == -1, "no line before the first one starts"
     panel.set_position(4.0)
     assert panel.current_row() == 1
-    assert panel.lines.item(1).font().bold() and panel.lines.item(1).isSelected()
+    assert panel.is_highlighted(1) and not panel.is_highlighted(0)
     panel.set_position(9.0)
-    assert panel.current_row() == 2 and not panel.lines.item(1).font().bold()
+    assert panel.current_row() == 2 and panel.is_highlighted(2) and not panel.is_highlighted(1)
 
     qtbot.keyClicks(panel.search, "TREE")
     assert panel.visible_rows() == [1]
@@ -58,8 +58,16 @@ def test_panel_lists_highlights_filters_and_seeks(qtbot):
     assert panel.visible_rows() == [2]
     panel.search.clear()
 
+    # recognised speech only grows: the rows are appended, the highlight stays
+    grown = Dialogue("speech", "Speech: 50% recognised", (*LINES, DialogueLine(8.0, 9.0, "Go!")))
+    panel.set_dialogue(grown)
+    assert panel.line_count() == 4 and panel.row_text(3) == "00:08  Go!"
+    assert panel.current_row() == 3 and panel.is_highlighted(3)  # the film is at 9 s
+
+    panel.show()
+    qtbot.waitExposed(panel)
     with qtbot.waitSignal(panel.seek_requested) as seek:
-        rect = panel.lines.visualItemRect(panel.lines.item(1))
+        rect = panel.view_rect(1)
         qtbot.mouseClick(panel.lines.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert seek.args == [3.5]
 
@@ -71,11 +79,11 @@ def test_panel_sources_and_long_films(qtbot):
     assert panel.source_label.text() == "No film open"
     panel.set_dialogue(Dialogue.none("No subtitles or speech found"))
     assert panel.source_label.text() == "No subtitles or speech found"
-    assert panel.lines.count() == 0
+    assert panel.line_count() == 0
     speech = Dialogue("speech", "Speech: 34% recognised", (DialogueLine(3725.0, 3726.0, "Hi"),))
     panel.set_dialogue(speech)
     assert panel.source_label.text() == "Speech: 34% recognised · 1 line"
-    assert panel.lines.item(0).text() == "01:02:05  Hi"
+    assert panel.row_text(0) == "01:02:05  Hi"
     with qtbot.waitSignal(panel.source_chosen) as chosen:
         panel.source.setCurrentIndex(panel.source.findData("speech"))
         panel.source.activated.emit(panel.source.currentIndex())
@@ -139,7 +147,7 @@ def dialogue_fake():
 def _open(qtbot, window, path):
     with qtbot.waitSignal(window.film_opened, timeout=10000):
         window.open_file(path)
-    qtbot.waitUntil(lambda: window.dialogue.lines.count() == 3, timeout=10000)
+    qtbot.waitUntil(lambda: window.dialogue.line_count() == 3, timeout=10000)
 
 
 def test_the_tab_shows_the_films_dialogue_and_follows_the_film(
@@ -156,7 +164,7 @@ def test_the_tab_shows_the_films_dialogue_and_follows_the_film(
     window.dialogue.seek_requested.disconnect()
     window.dialogue.seek_requested.connect(window.player.seek)
     window.side.setCurrentWidget(window.dialogue)
-    rect = window.dialogue.lines.visualItemRect(window.dialogue.lines.item(2))
+    rect = window.dialogue.view_rect(2)
     qtbot.mouseClick(window.dialogue.lines.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert seeks == [6.0]
     # hiding the side panel (fullscreen, chat button) hides the tabs; showing brings them back
@@ -206,7 +214,7 @@ def test_the_use_dialogue_switch_and_the_answer_limit(
     _open(qtbot, window, bikes_mp4)
     window.dialogue.use_dialogue.setChecked(False)
     assert window.settings.dialogue.enabled is False
-    qtbot.waitUntil(lambda: window.dialogue.lines.count() == 0, timeout=5000)
+    qtbot.waitUntil(lambda: window.dialogue.line_count() == 0, timeout=5000)
     assert "switched off" in window.dialogue.source_label.text()
     dialog = dialogs.open_settings_dialog(window)
     try:
@@ -238,7 +246,7 @@ def test_the_real_engine_reads_a_sidecar_into_the_tab_and_the_prompt(
     with qtbot.waitSignal(window.film_opened, timeout=10000):
         window.open_file(film)
     # the worker loads the model first (tens of seconds on a busy 2-core machine)
-    qtbot.waitUntil(lambda: window.dialogue.lines.count() == 2, timeout=150000)
+    qtbot.waitUntil(lambda: window.dialogue.line_count() == 2, timeout=150000)
     assert "talk.en.srt" in window.dialogue.source_label.text()
     qtbot.waitUntil(lambda: window.transport.slider.covered_fraction() > 0.99, timeout=100000)
     entry = window.chat.submit("What was said?")
@@ -311,7 +319,7 @@ def test_recognised_speech_grows_in_the_tab_and_on_the_timeline(
     window = make_main_window(make_assistant=speech_fake)
     with qtbot.waitSignal(window.film_opened, timeout=10000):
         window.open_file(bikes_mp4)
-    qtbot.waitUntil(lambda: window.dialogue.lines.count() == 4, timeout=10000)
+    qtbot.waitUntil(lambda: window.dialogue.line_count() == 4, timeout=10000)
     assert window.dialogue.source_label.text() == "Speech: 100% recognised · 4 lines"
     qtbot.waitUntil(lambda: window.transport.slider.heard != (), timeout=5000)
     start, end = window.transport.slider.heard[0]
