@@ -6,6 +6,8 @@ byte symbols (no merges) followed by Whisper's special tokens in Whisper's order
 ``ct2-transformers-converter`` (int8). Its text is noise; its structure (segments, timestamps,
 language detection, the VAD path) is faster-whisper's real one. Built once per machine into
 ``.cache/tiny-whisper`` (~1 min on two busy cores), reused after.
+``whisper_dir("small-random-whisper", SMALL)`` builds one with the real ``small`` dimensions
+(random weights: the cost of recognition, not its words) for the benchmark.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / ".cache" / "tiny-whisper"
 FILES = ("model.bin", "config.json", "tokenizer.json", "preprocessor_config.json")
 SPECIALS = (
     "<|endoftext|>",
@@ -32,16 +33,26 @@ SPECIALS = (
 )
 
 
+# Whisper "small"'s dimensions (244 M parameters), for measuring its cost with random weights.
+SMALL = {"d_model": 768, "layers": 12, "heads": 12, "ffn": 3072, "text_vocab": 50364}
+TINY = {"d_model": 64, "layers": 2, "heads": 2, "ffn": 128, "text_vocab": 0}
+
+
 def tiny_whisper_dir() -> Path:
     """The CTranslate2 model folder (built on first use)."""
-    model = CACHE / "ct2"
-    if all((model / name).is_file() for name in FILES):
-        return model
-    _build(CACHE)
+    return whisper_dir("tiny-whisper", TINY)
+
+
+def whisper_dir(name: str, dims: dict[str, int]) -> Path:
+    """A random-weight CTranslate2 Whisper of ``dims`` under ``.cache/<name>`` (built once)."""
+    out = ROOT / ".cache" / name
+    model = out / "ct2"
+    if not all((model / n).is_file() for n in FILES):
+        _build(out, dims)
     return model
 
 
-def _build(out: Path) -> None:
+def _build(out: Path, dims: dict[str, int]) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
@@ -56,6 +67,8 @@ def _build(out: Path) -> None:
     hf, ct2 = work / "hf", work / "ct2"
     hf.mkdir(parents=True)
     symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
+    # unreachable filler tokens up to the real text vocabulary size (its output layer's cost)
+    symbols += [f"tok{i}" for i in range(max(0, dims["text_vocab"] - len(symbols) - 9))]
     tokenizer = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(symbols)}, merges=[]))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -68,16 +81,16 @@ def _build(out: Path) -> None:
     fast.add_special_tokens({"additional_special_tokens": list(SPECIALS[1:])})
     fast.save_pretrained(hf)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(hf)
-    eot, sot = len(symbols), len(symbols) + 1
+    eot, sot = len(symbols), len(symbols) + 1  # the specials follow the text tokens
     config = WhisperConfig(
         vocab_size=len(fast) + 1501,  # the text tokens, then 1501 timestamp tokens
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
+        d_model=dims["d_model"],
+        encoder_layers=dims["layers"],
+        decoder_layers=dims["layers"],
+        encoder_attention_heads=dims["heads"],
+        decoder_attention_heads=dims["heads"],
+        encoder_ffn_dim=dims["ffn"],
+        decoder_ffn_dim=dims["ffn"],
         num_mel_bins=80,
         max_source_positions=1500,
         max_target_positions=448,

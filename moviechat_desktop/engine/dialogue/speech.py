@@ -136,8 +136,11 @@ class SpeechModel:
         language: str | None,
         cancel: CancelToken | None = None,
         max_new_tokens: int | None = None,
+        **extra: Any,
     ) -> tuple[list[Segment], str]:
-        """Recognise ``audio`` (16 kHz mono float32); ``(segments, language used)``."""
+        """Recognise ``audio`` (16 kHz mono float32); ``(segments, language used)``.
+
+        ``extra``: more faster-whisper options (the benchmark's ``temperature=0.0``)."""
         model = self._load()
         options: dict[str, Any] = {
             "language": language,
@@ -147,6 +150,7 @@ class SpeechModel:
         }
         if max_new_tokens is not None:
             options["max_new_tokens"] = max_new_tokens
+        options.update(extra)
         try:
             segments, info = model.transcribe(audio, **options)
             found = []

@@ -149,7 +149,8 @@ def _check(
                 names,
                 ByteReporter(part.id, progress, cancel, total, phase="verify", file=path.name),
             )
-        return _tokenizer_note(path)
+        # the decoder's tokenizer only (a speech model's tokenizer.json is Whisper's own)
+        return _tokenizer_note(path) if part.field == "llama_dir" else None
     check_keys(part, safetensors_shapes(path), path.name)
     record = imports_record_path() if status.origin == "imported" else installed_record_path()
     entry = get_entry(record, part.id) or {}
