@@ -265,9 +265,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench import speech_bench
 
     run_metrics.update(speech_bench.measure_extraction(repeats))
-    speech_metrics, speech_notes = speech_bench.measure_speech(small=args.speech_small)
-    run_metrics.update(speech_metrics)
-    notes.extend(speech_notes)
+    if args.quick and not args.speech_small:
+        notes.append("speech recognition not timed (--quick); a full run or --speech-small does")
+    else:
+        speech_metrics, speech_notes = speech_bench.measure_speech(small=args.speech_small)
+        run_metrics.update(speech_metrics)
+        notes.extend(speech_notes)
     run_metrics.update(tracker.run)
     if model_desc is not None and model_desc["frame_tokens"] != [32, 768]:
         notes.append("tiny reference model: engine and answer numbers show the app's overhead")
