@@ -98,6 +98,15 @@ class _Bar:
         self._bar.close()
 
 
+def _warm_imports(args: argparse.Namespace) -> None:
+    """The local engine will load the model: import torch and the transformers classes in the
+    background while the film is probed (engine/model/warm_imports.py)."""
+    if not getattr(args, "server", None):
+        from moviechat_desktop.engine.model import warm_imports
+
+        warm_imports.start()
+
+
 def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, check=None):
     from moviechat_desktop.engine.assistant import Assistant
     from moviechat_desktop.engine.progress import CancelToken
@@ -133,6 +142,14 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
     finally:
         bar.close()
     timings["encode_s"] = time.perf_counter() - t0
+    if status.gaps:  # a film damaged in the middle: said once, the rest was watched
+        from moviechat_desktop.engine.memory.gaps import describe_gaps
+
+        print(
+            f"moviechat-desktop: note: {describe_gaps(status.gaps)} of "
+            f"{for_terminal(info.path.name)} could not be decoded (damaged) and was skipped",
+            file=sys.stderr,
+        )
     return assistant, info, status, timings
 
 
@@ -154,6 +171,7 @@ def run_ask(args: argparse.Namespace) -> int:
     at_s = args.at  # already parsed and checked by argparse (_at_time)
     if not args.question.strip():
         raise MovieChatError("the question is empty")
+    _warm_imports(args)
     if args.max_new_tokens is not None and not args.server:
         _check_answer_length(args)
 
@@ -206,6 +224,7 @@ def run_ask(args: argparse.Namespace) -> int:
                 "device": assistant.device_label,
                 "engine": "server" if args.server else "local",
                 "greedy": settings.greedy,
+                "gaps": [list(g) for g in answer_info.gaps],
                 "dialogue_source": answer_info.dialogue_source,
                 "dialogue_lines": answer_info.dialogue_lines,
                 "prompt": answer_info.prompt,
@@ -262,6 +281,7 @@ def _recognise_speech(assistant, until_s: float, timings: dict[str, float]) -> N
 def run_encode(args: argparse.Namespace) -> int:
     from moviechat_desktop.cli_dialogue import recognise_speech
 
+    _warm_imports(args)
     assistant, info, status, timings = _open_and_encode(args)
     speech_error = recognise_speech(assistant)  # when speech is the film's dialogue source
     if speech_error:
@@ -276,6 +296,7 @@ def run_encode(args: argparse.Namespace) -> int:
                     "frames_sampled": status.frames_done,
                     "fragments_encoded": status.fragments_done,
                     "covered": status.covered,
+                    "gaps": status.gaps,
                     "cache_hit": assistant.cache_restored > 0,
                     "fragments_from_cache": assistant.cache_restored,
                     "device": assistant.device_label,

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoError
+from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoDecodeError, VideoError
+from moviechat_desktop.engine.memory.gaps import DecodeGaps
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 
@@ -73,6 +74,8 @@ class EncodeStatus:
     speech_covered: tuple[tuple[float, float], ...] = ()
     speech_pending: bool = False  # speech is the source and chunks remain (background work)
     speech_error: str | None = None  # why recognition stopped (undecodable audio…)
+    # parts of the film that could not be decoded (a damaged file): skipped, retried on reopen
+    gaps: tuple[tuple[float, float], ...] = ()
 
     @property
     def fraction(self) -> float:
@@ -96,6 +99,7 @@ class AnswerInfo:
     dialogue_lines: int = 0  # dialogue lines that went into the prompt
     turns_dropped: int = 0  # earlier turns left out of the prompt for room
     prompt: str = ""  # the text given to the decoder, with the video placeholder
+    gaps: tuple[tuple[float, float], ...] = ()  # damaged parts the answer could not see
 
 
 class Assistant:
@@ -123,6 +127,7 @@ class Assistant:
         self._memory: FilmMemory | None = None
         self._decoder: FrameDecoder | None = None
         self._grabber: FrameGrabber | None = None  # breakpoint frames; opened on first use
+        self._gaps = DecodeGaps()  # fragments that could not be decoded (memory/gaps.py)
         self._conversation: Conversation | None = None
         self._encode_seconds = 0.0
         self._recent_fps = 0.0
@@ -259,6 +264,7 @@ class Assistant:
             added=added,
             added_path=added_path if added is not None else None,
         )
+        self._dialogue.current()  # settle the source now, so status() stays cheap
 
     def plan_for(self, info: VideoInfo) -> SamplingPlan:
         """The sampling plan of a film under the current sampling settings."""
@@ -292,6 +298,7 @@ class Assistant:
         self._video = self._plan = self._memory = None
         self._dialogue = None
         self.frame_transport = None
+        self._gaps.clear()
         self._encode_seconds = 0.0
         self._recent_fps = 0.0
 
@@ -433,6 +440,19 @@ class Assistant:
 
     # ------------------------------------------------------------------ dialogue
     @property
+    def settings(self) -> AppSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: AppSettings) -> None:
+        """New settings (the window replaces them): the open film's dialogue follows at once
+        (e.g. "Use dialogue" switched off hides its lines and pauses speech recognition)."""
+        self._settings = value
+        film_dialogue = getattr(self, "_dialogue", None)
+        if film_dialogue is not None:
+            film_dialogue.settings = value.dialogue
+
+    @property
     def dialogue(self) -> Dialogue:
         """The open film's dialogue now (``Dialogue.none()`` when none, off, or no film)."""
         from moviechat_desktop.engine.dialogue.lines import Dialogue
@@ -492,7 +512,8 @@ class Assistant:
             covered=() if self._memory is None else tuple(self._memory.covered_ranges()),
             frames_per_s=self._recent_fps,
             duration_s=self._video.duration_s,
-            finished=len(done) == len(self._plan.fragments),
+            finished=len(done) + len(self._gaps) >= len(self._plan.fragments),
+            gaps=self._gaps.ranges(),
             **self._speech_status(),
         )
 
@@ -533,7 +554,7 @@ class Assistant:
 
     def _next_fragment(self) -> int | None:
         _, plan = self._require_film()
-        done = set(self._done_fragments())
+        done = set(self._done_fragments()) | self._gaps.indices
         for fragment in plan.fragments:
             if fragment.index not in done:
                 return fragment.index
@@ -555,7 +576,16 @@ class Assistant:
         start = time.perf_counter()
         if self._decoder is None:
             self._decoder = FrameDecoder(info.path, size=model.config.image_size)
-        frames = self._decoder.decode(plan.fragments[index].frame_indices)  # (n, S, S, 3) uint8
+        fragment = plan.fragments[index]
+        try:
+            frames = self._decoder.decode(fragment.frame_indices)  # (n, S, S, 3) uint8
+        except VideoDecodeError as err:  # damaged here: skip it, as VLC does (memory/gaps.py)
+            self._gaps.add(index, fragment.start_s, fragment.end_s, str(err))
+            if len(self._gaps) == len(plan.fragments):  # nothing decodes: DESIGN §7's refusal
+                raise VideoDecodeError(
+                    f"'{info.path.name}' is damaged: none of its pictures can be decoded."
+                ) from err
+            return self.status()
         self._encode_fragment(index, frames, start)
         return self.status()
 
@@ -619,7 +649,7 @@ class Assistant:
         if self._plan is None:
             return False
         needed = self._plan.fragment_at(at_s).index
-        done = set(self._done_fragments())
+        done = set(self._done_fragments()) | self._gaps.indices  # a damaged part counts as seen
         return all(i in done for i in range(needed + 1))
 
     # ------------------------------------------------------------------ questions
@@ -785,6 +815,7 @@ class Assistant:
         info_out.dialogue_lines = prompt.dialogue_lines
         info_out.turns_dropped = prompt.turns_dropped
         info_out.prompt = prompt.text
+        info_out.gaps = self._gaps.ranges(until_s=at_s)
         self.last_answer = info_out
         conversation = self.conversation
         if record_question:

@@ -266,6 +266,7 @@ class MainWindow(QMainWindow):
         self._engine_status_seen = True  # the engine's own status replaces the saved preview
         self.transport.set_covered(status.covered, status.duration_s)
         self.transport.set_heard(getattr(status, "speech_covered", ()))
+        self.transport.set_gaps(getattr(status, "gaps", ()))  # damaged parts, in red
         self.status.encoding(status)
 
     def show_error(self, error: ErrorReport | BaseException) -> None:

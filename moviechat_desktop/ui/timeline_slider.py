@@ -16,6 +16,7 @@ from moviechat_desktop.timefmt import format_time
 COVERED_COLOUR = QColor("#66bb6a")  # green: "the assistant has watched this"
 COVERED_HEIGHT = 3
 HEARD_COLOUR = QColor("#42a5f5")  # blue: "the assistant has heard this" (speech recognised)
+GAP_COLOUR = QColor("#ef5350")  # red: "damaged here, could not be decoded" (memory/gaps.py)
 
 
 class TimelineSlider(QSlider):
@@ -29,6 +30,7 @@ class TimelineSlider(QSlider):
         self.setMinimumHeight(22)
         self._covered: tuple[tuple[float, float], ...] = ()
         self._heard: tuple[tuple[float, float], ...] = ()
+        self._gaps: tuple[tuple[float, float], ...] = ()
         self._duration = 0.0
         self.sliderMoved.connect(lambda ms: self.seek_requested.emit(ms / 1000))
 
@@ -71,6 +73,17 @@ class TimelineSlider(QSlider):
         heard = tuple((float(a), float(b)) for a, b in ranges)
         if heard != self._heard:
             self._heard = heard
+            self.update()
+
+    @property
+    def gaps(self) -> tuple[tuple[float, float], ...]:
+        return self._gaps
+
+    def set_gaps(self, ranges: tuple[tuple[float, float], ...]) -> None:
+        """Damaged parts the assistant could not decode, drawn in red on the watched bar."""
+        gaps = tuple((float(a), float(b)) for a, b in ranges)
+        if gaps != self._gaps:
+            self._gaps = gaps
             self.update()
 
     # ------------------------------------------------------------------ geometry
@@ -119,7 +132,7 @@ class TimelineSlider(QSlider):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
-        if not (self._covered or self._heard) or self._duration <= 0:
+        if not (self._covered or self._heard or self._gaps) or self._duration <= 0:
             return
         _, _, groove = self._track()
         y = min(self.height() - COVERED_HEIGHT, groove.bottom() + 3)
@@ -128,6 +141,7 @@ class TimelineSlider(QSlider):
         for ranges, top, colour in (
             (self._covered, y, COVERED_COLOUR),
             (self._heard, heard_y, HEARD_COLOUR),
+            (self._gaps, y, GAP_COLOUR),
         ):
             for start, end in ranges:
                 x0, x1 = self.x_of(start), self.x_of(end)

@@ -157,6 +157,9 @@ class TransportBar(QWidget):
     def set_heard(self, ranges: tuple[tuple[float, float], ...]) -> None:
         self.slider.set_heard(ranges)
 
+    def set_gaps(self, ranges: tuple[tuple[float, float], ...]) -> None:
+        self.slider.set_gaps(ranges)
+
     def set_chat_visible(self, visible: bool) -> None:
         self.chat_button.blockSignals(True)
         self.chat_button.setChecked(visible)
