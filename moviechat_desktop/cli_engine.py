@@ -98,15 +98,6 @@ class _Bar:
         self._bar.close()
 
 
-def _warm_imports(args: argparse.Namespace) -> None:
-    """The local engine will load the model: import torch and the transformers classes in the
-    background while the film is probed (engine/model/warm_imports.py)."""
-    if not getattr(args, "server", None):
-        from moviechat_desktop.engine.model import warm_imports
-
-        warm_imports.start()
-
-
 def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, check=None):
     from moviechat_desktop.engine.assistant import Assistant
     from moviechat_desktop.engine.progress import CancelToken
@@ -171,7 +162,6 @@ def run_ask(args: argparse.Namespace) -> int:
     at_s = args.at  # already parsed and checked by argparse (_at_time)
     if not args.question.strip():
         raise MovieChatError("the question is empty")
-    _warm_imports(args)
     if args.max_new_tokens is not None and not args.server:
         _check_answer_length(args)
 
@@ -281,7 +271,6 @@ def _recognise_speech(assistant, until_s: float, timings: dict[str, float]) -> N
 def run_encode(args: argparse.Namespace) -> int:
     from moviechat_desktop.cli_dialogue import recognise_speech
 
-    _warm_imports(args)
     assistant, info, status, timings = _open_and_encode(args)
     speech_error = recognise_speech(assistant)  # when speech is the film's dialogue source
     if speech_error:
