@@ -9,7 +9,7 @@ import moviechat_desktop.workers  # noqa: F401  (installs the guard)
 from moviechat_desktop.engine.assistant import EncodeStatus
 from moviechat_desktop.ui.chat_controller import waiting_note, watched_until
 from moviechat_desktop.ui.chat_transcript import ChatTranscript
-from moviechat_desktop.ui.status_reporter import describe_encoding
+from moviechat_desktop.ui.status_reporter import describe_encoding, encoding_speed
 from moviechat_desktop.workers import qt_fixes
 
 
@@ -35,8 +35,11 @@ def status(done, total=10, covered=(), finished=False, fps=0.0):
 
 def test_encoding_descriptions():
     assert describe_encoding(status(0, total=0)) == ""
-    assert describe_encoding(status(3, fps=42.04)) == "Watching the film: 30% · 42.0 frames/s"
-    assert describe_encoding(status(3)) == "Watching the film: 30%"
+    seen = status(3, fps=42.04, covered=((0.0, 30.0), (50.0, 60.0)))
+    assert describe_encoding(seen) == "The assistant has seen 30% (up to 00:30)"
+    assert encoding_speed(seen) == "Watching at 42.0 frames/s"
+    assert describe_encoding(status(3)) == "The assistant has seen 30% (up to 00:00)"
+    assert encoding_speed(status(3)) == ""
     assert describe_encoding(status(10, finished=True)) == "Watched the whole film"
 
 

@@ -52,6 +52,7 @@ class ChatPanel(QWidget):
         self._duration = 0.0
         self._paused_mid_film = False
         self._playing = False
+        self.model_ready = True  # False while the model loads: "sending…" says so
         # (hours, duration) and the settled entries as laid out in the document
         self._settled_key: tuple | None = None
         self._tail_start = 0  # where the entries still changing begin in the document
@@ -198,7 +199,11 @@ class ChatPanel(QWidget):
         settled = chat_render.settled_count(entries)
         layout = (self.hours, self._duration)
         key = tuple((e.id, e.state, e.answer, e.note) for e in entries[:settled])
-        style = {"hours": self.hours, "duration_s": self._duration or None}
+        style = {
+            "hours": self.hours,
+            "duration_s": self._duration or None,
+            "model_ready": self.model_ready,
+        }
         old = self._settled_key
         if not entries:
             self.browser.setHtml(chat_render.EMPTY_CHAT_HTML)
@@ -250,6 +255,12 @@ class ChatPanel(QWidget):
         self.render_now()
 
     # ------------------------------------------------------------------ status and notices
+    def set_model_ready(self, ready: bool) -> None:
+        """The model is loaded (or not yet): a question in line says which."""
+        if ready != self.model_ready:
+            self.model_ready = ready
+            self.refresh()
+
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
 

@@ -82,8 +82,10 @@ def render_entry(
     hours: bool = False,
     duration_s: float | None = None,
     behind_another: bool = True,
+    model_ready: bool = True,
 ) -> str:
-    """One question bubble (right) and its answer bubble (left)."""
+    """One question bubble (right) and its answer bubble (left); ``model_ready`` False:
+    a question first in line says it waits for the model to load."""
     label = escape(mode_label(entry.mode, entry.at_s, hours=hours))
     if entry.mode == BREAKPOINT and entry.at_s is not None:
         chip = f'<a href="{seek_href(entry.at_s)}" style="color:{_LINK_COLOUR}">{label}</a>'
@@ -102,15 +104,20 @@ def render_entry(
         f'<span style="font-size:small;color:#c8d6ea">{chip}</span><br/>{question}'
         f"</td></tr></table>"
     ]
-    html.append(_answer_html(entry, duration_s, behind_another))
+    html.append(_answer_html(entry, duration_s, behind_another, model_ready))
     return "".join(html)
 
 
-def _answer_html(entry: ChatEntry, duration_s: float | None, behind_another: bool) -> str:
+def _answer_html(
+    entry: ChatEntry, duration_s: float | None, behind_another: bool, model_ready: bool = True
+) -> str:
     body = linkify_times(entry.answer, max_seconds=duration_s) if entry.answer else ""
     note = escape(entry.note)
     if entry.state == QUEUED:
-        text = "queued — waits for the current answer" if behind_another else "sending…"
+        if behind_another:
+            text = "queued — waits for the current answer"
+        else:
+            text = "sending…" if model_ready else "waiting for the assistant's model to load…"
         body = f'<i style="color:{_NOTE_COLOUR}">{text}</i>'
     elif entry.state == WAITING:
         body = f'<i style="color:{_NOTE_COLOUR}">{note or "waiting for the assistant"}</i>'
@@ -143,12 +150,17 @@ def render_tail(
     hours: bool = False,
     duration_s: float | None = None,
     settled: bool = False,
+    model_ready: bool = True,
 ) -> str:
     """Entries that follow the settled ones: each is behind the unfinished ones before it
     (``settled=True``: entries that have just finished, behind none)."""
     return "".join(
         render_entry(
-            e, hours=hours, duration_s=duration_s, behind_another=index > 0 and not settled
+            e,
+            hours=hours,
+            duration_s=duration_s,
+            behind_another=index > 0 and not settled,
+            model_ready=model_ready,
         )
         for index, e in enumerate(entries)
     )
@@ -160,6 +172,7 @@ def render_transcript(
     hours: bool = False,
     duration_s: float | None = None,
     hidden: int = 0,
+    model_ready: bool = True,
 ) -> str:
     """The whole chat; ``hidden`` leading entries are left out behind a "show earlier" link."""
     parts = []
@@ -179,5 +192,13 @@ def render_transcript(
         if index < hidden:
             continue
         behind = any(not e.finished for e in entries[:index])
-        parts.append(render_entry(entry, hours=hours, duration_s=duration_s, behind_another=behind))
+        parts.append(
+            render_entry(
+                entry,
+                hours=hours,
+                duration_s=duration_s,
+                behind_another=behind,
+                model_ready=model_ready,
+            )
+        )
     return "".join(parts)

@@ -32,7 +32,12 @@ SUBTITLE_FILTER = "Subtitles (*.srt *.ass *.ssa *.vtt *.sub *.smi);;All files (*
 
 
 def _start_dir(film: str | None) -> str:
-    return str(Path(film).parent) if film else platformdirs.user_videos_dir()
+    """The open film's folder, else the Videos folder, else home: always a folder that
+    exists (a missing one would be taken by the file dialog as a file name to pre-fill)."""
+    for candidate in (Path(film).parent if film else None, Path(platformdirs.user_videos_dir())):
+        if candidate is not None and candidate.is_dir():
+            return str(candidate)
+    return str(Path.home())
 
 
 def choose_video(window: MainWindow, film: str | None) -> str:
@@ -137,6 +142,8 @@ def confirm_clear_cache(window: MainWindow) -> QMessageBox:
         window,
     )
     box.setObjectName("ClearCacheBox")
+    box.setInformativeText("Counting what it holds…")
+    _count_cache(window, box)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.finished.connect(
@@ -146,6 +153,36 @@ def confirm_clear_cache(window: MainWindow) -> QMessageBox:
     )
     box.open()
     return box
+
+
+def _count_cache(window: MainWindow, box: QMessageBox) -> None:
+    """Fill in how much clearing frees, counted on a thread (a big cache is many files)."""
+    from shiboken6 import isValid
+
+    from moviechat_desktop.engine.store.saved_state import memory_cache_usage
+    from moviechat_desktop.engine.weights.manifest import format_bytes
+    from moviechat_desktop.workers.saved_state_worker import SavedStateWorker
+
+    def counted(_seq: int, _root: str, usage) -> None:
+        if not isValid(box):
+            return  # answered and closed before the count ended
+        if usage is None:
+            box.setInformativeText("")
+            return
+        films, size = usage
+        if films == 0:
+            box.setInformativeText("The cache is empty: nothing to free.")
+        else:
+            what = "1 film" if films == 1 else f"{films} films"
+            box.setInformativeText(f"It holds {what}: clearing frees up to {format_bytes(size)}.")
+
+    counter = SavedStateWorker(0, "", lambda _root: memory_cache_usage(), window)
+    counter.read.connect(counted)
+    counter.finished.connect(counter.deleteLater)
+    window.counters = getattr(window, "counters", set())
+    window.counters.add(counter)
+    counter.finished.connect(lambda: window.counters.discard(counter))
+    counter.start()
 
 
 def describe_cleared(result) -> str:

@@ -39,13 +39,21 @@ log = logging.getLogger(__name__)
 
 SUBTITLE_SUFFIXES = frozenset({".srt", ".ass", ".ssa", ".vtt", ".sub", ".idx", ".smi"})
 AssistantMaker = Callable[[AppSettings], Any]
+MINIMUM_SIZE = (720, 440)
 
 
 def make_engine_assistant(settings: AppSettings) -> Any:
     """The engine client the window uses: the Assistant in a child process (called on the
     model worker's thread; the GUI process never imports torch)."""
     from moviechat_desktop.service.local_engine import LocalEngine
+    from moviechat_desktop.service.remote_settings import (
+        REMOTE_ENGINE,
+        remote_engine_arguments,
+        uses_server,
+    )
 
+    if uses_server(settings):  # the child process talks to the server (Settings → runs on)
+        return LocalEngine(REMOTE_ENGINE, **remote_engine_arguments(settings))
     return LocalEngine(settings=settings)
 
 
@@ -68,6 +76,7 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.setStyleSheet(read_stylesheet())
         self.resize(1280, 720)
+        self.setMinimumSize(MINIMUM_SIZE[0], MINIMUM_SIZE[1])  # the video, controls, chat fit
         self.setAcceptDrops(True)
         self.settings = settings or load_settings()
         self.history = history or PlaybackHistory()
@@ -168,6 +177,9 @@ class MainWindow(QMainWindow):
         c.question.escaped.connect(self.player.surface.setFocus)
         self.controller.answer_failed.connect(lambda r: c.show_weights_notice(r.message))
         w.model_loading_started.connect(self.status.model_loading)
+        w.model_loading_started.connect(lambda: c.set_model_ready(False))
+        w.model_loaded.connect(lambda _label: c.set_model_ready(True))
+        w.model_unavailable.connect(lambda _report: c.set_model_ready(True))
         w.model_loaded.connect(self.status.model_ready)
         w.model_unavailable.connect(self.status.model_unavailable)
         w.encoding_progressed.connect(self._encoding_progressed)
@@ -371,7 +383,7 @@ class MainWindow(QMainWindow):
     def apply_settings(self, new: AppSettings) -> None:
         old, self.settings = self.settings, new
         self.dialogue.set_use_dialogue(new.dialogue.enabled)
-        if new.model != old.model or new.sampling != old.sampling:
+        if new.model != old.model or new.sampling != old.sampling or new.engine != old.engine:
             self.worker.replace_assistant(self._assistant_factory(new))
         else:
             self.worker.update_settings(new)
@@ -424,7 +436,7 @@ class MainWindow(QMainWindow):
         self.controller.stop_all()
         self.controller.cancel_tasks()
         ended = self.worker.shutdown(timeout_ms=5000)
-        for probe in list(self._probes):
+        for probe in [*self._probes, *getattr(self, "counters", ())]:
             ended = probe.wait(2000) and ended
         self.player.release()
         return ended

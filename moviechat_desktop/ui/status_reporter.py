@@ -13,7 +13,10 @@ from moviechat_desktop.workers.messages import ErrorReport
 
 
 def describe_encoding(status: Any) -> str:
-    """ "Watching the film: 35% (42 frames/s)" / "Watched the whole film" / ""."""
+    """ "The assistant has seen 35% (up to 12:04)" / "Watched the whole film" / "".
+
+    "Up to" is the end of what it has seen without a gap from the start (what a question
+    about a moment can be answered up to); the encoding speed is in ``encoding_speed``."""
     if status is None or status.fragments_total == 0:
         return ""
     gaps = getattr(status, "gaps", ())
@@ -25,8 +28,17 @@ def describe_encoding(status: Any) -> str:
     if status.finished:
         return "Watched the whole film"
     percent = round(100 * status.fragments_done / status.fragments_total)
-    speed = f" · {status.frames_per_s:.1f} frames/s" if status.frames_per_s > 0 else ""
-    return f"Watching the film: {percent}%{speed}"
+    covered = status.covered
+    until = covered[0][1] if covered and covered[0][0] <= 0.5 else 0.0
+    stamp = format_time(until, hours=status.duration_s >= 3600)
+    return f"The assistant has seen {percent}% (up to {stamp})"
+
+
+def encoding_speed(status: Any) -> str:
+    """The status field's tooltip: how fast the assistant watches."""
+    if status is None or status.frames_per_s <= 0 or status.finished:
+        return ""
+    return f"Watching at {status.frames_per_s:.1f} frames/s"
 
 
 class StatusReporter:
@@ -83,6 +95,7 @@ class StatusReporter:
         self._last_status = status
         text = describe_encoding(status) if self.model_state == "ready" else ""
         self.encoding_label.setText(text)
+        self.encoding_label.setToolTip(encoding_speed(status) if text else "")
         if self.model_state == "ready":
             watched = ""
             if status.covered and not status.finished:

@@ -119,6 +119,24 @@ def _cache_preview(
     return best[1], best[2], best[3]
 
 
+def memory_cache_usage(root: Path | None = None) -> tuple[int, int]:
+    """(films, bytes) the memory cache holds on disk: what clearing it would free at most."""
+    root = default_cache_root() if root is None else Path(root)
+    films = total = 0
+    try:
+        items = list(root.iterdir())
+    except OSError:
+        return 0, 0
+    for item in items:
+        films += item.is_dir() and "." not in item.name
+        for path in [item] if item.is_file() else item.rglob("*"):
+            try:
+                total += path.stat().st_size if path.is_file() else 0
+            except OSError:  # vanished while counting
+                pass
+    return films, total
+
+
 def read_saved_state(
     path: str | Path,
     sampling: SamplingSettings | None = None,
