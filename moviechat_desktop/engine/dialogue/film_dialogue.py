@@ -230,11 +230,15 @@ class FilmDialogue:
 
     # ------------------------------------------------------------------ public
     def current(self) -> Dialogue:
-        """The dialogue to use now (re-read for speech, which grows)."""
+        """The dialogue to use now. The first call settles the source (listing sidecars and
+        tracks, extracting one: a fraction of a second, done by ``Assistant.open``); later
+        calls are cheap (speech, which grows, is re-read from memory)."""
         if not self.settings.enabled:
             return Dialogue.none("Dialogue is switched off in Settings")
-        if self._current is None or self._current.source == "speech":
+        if self._current is None:
             self._current = self._resolve(strict=False)
+        elif self._current.source == "speech" and self._speech is not None:
+            self._current = self._speech_dialogue()
         return self._current
 
     def _resolve(self, strict: bool) -> Dialogue:
@@ -268,9 +272,7 @@ class FilmDialogue:
             return False
         if self.current().source != "speech" or self._speech is None:
             return False
-        worked = self._speech.step(cancel)
-        self._current = None
-        return worked
+        return self._speech.step(cancel)
 
     def speech_pending(self) -> bool:
         """True when speech is the source and chunks remain to be recognised."""
