@@ -35,7 +35,12 @@ WORDS = (
 
 
 def measure_extraction(repeats: int = 3) -> dict[str, float]:
+    """Wall/CPU time to list and extract a 1800-line subtitle track; {} without the clip."""
     from moviechat_desktop.engine.dialogue.embedded import extract_track, list_subtitle_tracks
+
+    if not BUNNY.is_file():
+        log.warning("subtitle extraction not timed: %s is missing", BUNNY)
+        return {}
 
     with tempfile.TemporaryDirectory(prefix="bench-subs-") as tmp:
         srt, mkv = Path(tmp) / "lines.srt", Path(tmp) / "film.mkv"
