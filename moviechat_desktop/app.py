@@ -37,6 +37,12 @@ def run_gui(video: str | None = None) -> int:
     from moviechat_desktop.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from moviechat_desktop.engine.settings import load_settings
+    from moviechat_desktop.ui import single_instance
+
+    one_window = load_settings().player.one_window
+    if one_window and single_instance.forward(video):
+        return 0  # the running window took the file (VLC's and mpv's one-instance behaviour)
     app.setApplicationName("MovieChat Desktop")
     app.setOrganizationName("MovieChat Desktop")
     app.setDesktopFileName("io.github.moviechat_desktop.MovieChatDesktop")
@@ -48,11 +54,14 @@ def run_gui(video: str | None = None) -> int:
 
     asyncio.set_event_loop(loop)
     window = MainWindow()
+    instance = single_instance.serve(window) if one_window else None
     window.show()
     if video:
         window.open_file(video)
     with loop:
         code = loop.run_forever()
+    if instance is not None:
+        instance.close()  # a launch from now on opens its own window
     if window.worker.isRunning():
         # The model worker could not stop in time (e.g. still reading weights from disk):
         # Qt would abort when its QThread is destroyed while running, so leave at once.

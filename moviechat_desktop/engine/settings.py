@@ -76,6 +76,7 @@ class DialogueSettings:
 class PlayerSettings:
     always_resume: bool = False  # reopening a film continues where it was left, without asking
     snapshot_dir: str = ""  # where Shift+S saves pictures; "" = Pictures/MovieChat
+    one_window: bool = True  # a file launched while a window is open opens in that window
 
 
 @dataclass
