@@ -80,6 +80,13 @@ class PlayerSettings:
 
 
 @dataclass
+class EngineSettings:
+    mode: str = "local"  # "local" (a child process of the app) | "server" (a MovieChat server)
+    server_url: str = ""  # e.g. "http://gpu-box:8000" (mode "server")
+    token_file: str = ""  # the server's token; "" = server-token in the user config dir
+
+
+@dataclass
 class AppSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
@@ -87,6 +94,7 @@ class AppSettings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
     player: PlayerSettings = field(default_factory=PlayerSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(AppSettings)}

@@ -39,6 +39,7 @@ PRECISIONS = (
     ("32-bit (fp32)", "fp32"),
 )
 PLANS = (("Fixed fragments (MovieChat's)", "fragments"), ("Frames per second", "fps"))
+ENGINE_MODES = (("This computer", "local"), ("A server", "server"))
 
 
 def _combo(parent: QWidget, choices: tuple[tuple[str, str], ...], value: str) -> QComboBox:
@@ -73,6 +74,28 @@ class SettingsDialog(QDialog):
         model_form.addRow("Model directory:", dir_row)
         model_form.addRow("Device:", self.device)
         model_form.addRow("Precision:", self.precision)
+
+        self.engine_mode = _combo(self, ENGINE_MODES, s.engine.mode)
+        self.server_url = QLineEdit(s.engine.server_url, self)
+        self.server_url.setPlaceholderText("http://gpu-box:8000")
+        self.token_file = QLineEdit(s.engine.token_file, self)
+        self.token_file.setPlaceholderText("server-token in the config folder")
+        browse_token = QPushButton("Browse…", self)
+        browse_token.clicked.connect(self._browse_token)
+        token_row = QHBoxLayout()
+        token_row.addWidget(self.token_file, 1)
+        token_row.addWidget(browse_token)
+        self._token_browse = browse_token
+        self.engine_mode.currentIndexChanged.connect(self._engine_mode_changed)
+        engine_box = QGroupBox("Assistant runs on", self)
+        engine_box.setToolTip(
+            "A server is a computer running 'moviechat-desktop serve' (e.g. one with a big "
+            "GPU). The film stays here: its frames are sent, the server keeps its memory."
+        )
+        engine_form = QFormLayout(engine_box)
+        engine_form.addRow("Runs on:", self.engine_mode)
+        engine_form.addRow("Server address:", self.server_url)
+        engine_form.addRow("Token file:", token_row)
 
         self.plan = _combo(self, PLANS, s.sampling.plan)
         self.n_fragments = QSpinBox(self)
@@ -161,9 +184,18 @@ class SettingsDialog(QDialog):
             self._restore_defaults
         )
         layout = QVBoxLayout(self)
-        for widget in (model_box, sampling_box, generation_box, cache_box, player_box, buttons):
+        for widget in (
+            engine_box,
+            model_box,
+            sampling_box,
+            generation_box,
+            cache_box,
+            player_box,
+            buttons,
+        ):
             layout.addWidget(widget)
         self._plan_changed()
+        self._engine_mode_changed()
         self._greedy_changed(self.greedy.isChecked())
 
     def set_answer_limit(self, limit: int) -> None:
@@ -176,6 +208,16 @@ class SettingsDialog(QDialog):
         chosen = QFileDialog.getExistingDirectory(self, "Model directory", self.model_dir.text())
         if chosen:
             self.model_dir.setText(chosen)
+
+    def _browse_token(self) -> None:
+        chosen, _ = QFileDialog.getOpenFileName(self, "Server token file", self.token_file.text())
+        if chosen:
+            self.token_file.setText(chosen)
+
+    def _engine_mode_changed(self) -> None:
+        on_server = self.engine_mode.currentData() == "server"
+        for widget in (self.server_url, self.token_file, self._token_browse):
+            widget.setEnabled(on_server)
 
     def _plan_changed(self) -> None:
         fps_plan = self.plan.currentData() == "fps"
@@ -208,6 +250,9 @@ class SettingsDialog(QDialog):
         self.use_dialogue.setChecked(s.dialogue.enabled)
         self.cache_limit.setValue(s.cache.limit_gb)
         self.always_resume.setChecked(s.player.always_resume)
+        self.engine_mode.setCurrentIndex(max(0, self.engine_mode.findData(s.engine.mode)))
+        self.server_url.setText(s.engine.server_url)
+        self.token_file.setText(s.engine.token_file)
 
     def settings(self) -> AppSettings:
         """The edited settings (a copy; the original passed in is untouched)."""
@@ -226,4 +271,7 @@ class SettingsDialog(QDialog):
         s.dialogue.enabled = self.use_dialogue.isChecked()
         s.cache.limit_gb = self.cache_limit.value()
         s.player.always_resume = self.always_resume.isChecked()
+        s.engine.mode = self.engine_mode.currentData()
+        s.engine.server_url = self.server_url.text().strip()
+        s.engine.token_file = self.token_file.text().strip()
         return s

@@ -1,0 +1,101 @@
+"""Settings → "Assistant runs on: a server": the [engine] settings, their dialog fields, and the
+window's engine (the local engine's child process hosting ``RemoteEngine``) against a real HTTP
+server (uvicorn in a thread, the FastAPI app, the tiny model; no Ray)."""
+
+import socket
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+import uvicorn
+
+from moviechat_desktop.engine.settings import AppSettings, SamplingSettings, load_settings
+from moviechat_desktop.service.api import EngineError
+from moviechat_desktop.service.remote_films import FilmService
+from moviechat_desktop.service.remote_settings import remote_engine_arguments
+from moviechat_desktop.service.serve_app import build_app
+from moviechat_desktop.ui.main_window import make_engine_assistant
+from moviechat_desktop.ui.settings_dialog import SettingsDialog
+
+TOKEN = "gui-test-token"
+
+
+def test_engine_settings_default_to_this_computer():
+    engine = load_settings().engine
+    assert (engine.mode, engine.server_url, engine.token_file) == ("local", "", "")
+
+
+def test_the_dialog_edits_where_the_assistant_runs(qtbot):
+    dialog = SettingsDialog(AppSettings())
+    qtbot.addWidget(dialog)
+    assert dialog.engine_mode.currentData() == "local"
+    assert not dialog.server_url.isEnabled() and not dialog.token_file.isEnabled()
+    dialog.engine_mode.setCurrentIndex(dialog.engine_mode.findData("server"))
+    assert dialog.server_url.isEnabled() and dialog.token_file.isEnabled()
+    dialog.server_url.setText("  http://gpu-box:8000 ")
+    dialog.token_file.setText("/home/me/token")
+    engine = dialog.settings().engine
+    assert (engine.mode, engine.server_url, engine.token_file) == (
+        "server",
+        "http://gpu-box:8000",
+        "/home/me/token",
+    )
+
+
+def test_a_server_without_an_address_is_a_clear_error():
+    settings = AppSettings()
+    settings.engine.mode = "server"
+    with pytest.raises(EngineError, match="no server address is set"):
+        remote_engine_arguments(settings)
+
+
+@pytest.fixture
+def http_server(reference_dir):
+    service = FilmService(
+        model_dir=reference_dir,
+        settings=AppSettings(sampling=SamplingSettings(n_fragments=12)),
+    )
+    service.load()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(service, TOKEN), host="127.0.0.1", port=port, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        service.shutdown()
+
+
+def test_the_window_engine_runs_the_film_on_the_server(http_server, tmp_path, bikes_mp4):
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    settings = AppSettings(sampling=SamplingSettings(n_fragments=12))
+    settings.engine.mode, settings.engine.server_url = "server", http_server
+    settings.engine.token_file = str(token)
+    settings.generation.greedy = True
+    engine = make_engine_assistant(settings)  # a child process hosting RemoteEngine
+    try:
+        engine.load_model()
+        assert engine.model_loaded and engine.device_label.endswith(http_server[7:])
+        engine.open(bikes_mp4)
+        status = engine.encode()
+        assert status.finished and status.fragments_total == 12
+        chunks = list(engine.ask("What happens?"))  # the pipe carries no engine.model classes
+        assert chunks and engine.last_answer.memory_frames > 0
+        assert [r.role for r in engine.conversation_records()] == ["user", "assistant"]
+    finally:
+        engine.shutdown()
