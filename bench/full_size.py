@@ -323,7 +323,9 @@ def bf16_probe() -> dict[str, float]:
     return out
 
 
-def run_model(video: Path, fragments: int, frames: int, max_new_tokens: int) -> dict[str, Any]:
+def run_model(
+    video: Path, fragments: int, frames: int, max_new_tokens: int, precision: str = "auto"
+) -> dict[str, Any]:
     """Load the imported model on the CPU, encode ``video``, ask both questions."""
     from moviechat_desktop.engine.assistant import Assistant
     from moviechat_desktop.engine.model.llm import GenerationSettings
@@ -331,6 +333,7 @@ def run_model(video: Path, fragments: int, frames: int, max_new_tokens: int) -> 
 
     settings = load_settings()
     settings.model.device = "cpu"
+    settings.model.precision = precision
     settings.sampling.n_fragments = fragments
     settings.sampling.frames_per_fragment = frames
     settings.dialogue.enabled = False
@@ -419,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8, help="frames per fragment")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--json", type=Path, help="also write the record here")
+    parser.add_argument(
+        "--precision", default="auto", help="as in Settings (auto picks bf16 when RAM is short)"
+    )
     parser.add_argument("--phase", choices=("all", "write"), default="all", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase == "write":  # the child that writes the files (its RSS stays out of ours)
@@ -467,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(imported.get("imported", ())) != 4:
             raise SystemExit(f"weights import left parts out: {imported.get('ignored')}")
         record["disk_gb"] = _disk_bytes(work) / 1e9  # with the converted copies
-        record.update(run_model(args.video, args.fragments, args.frames, args.max_new_tokens))
+        record.update(
+            run_model(args.video, args.fragments, args.frames, args.max_new_tokens, args.precision)
+        )
         record["full_plan_encode_min"] = record["s_per_frame"] * 1024 / 60
         record.update(bf16_probe())
     finally:

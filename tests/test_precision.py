@@ -150,3 +150,28 @@ def test_detect_uses_the_decoders_own_size(monkeypatch, reference_dir):
     real = detect_device_choice(device="cpu", llama_dir=None)  # the real Vicuna's size
     assert real.dtype_name == "bfloat16" and "8.0 GiB of RAM" in real.reason
     assert dev.decoder_param_count(str(reference_dir / "tiny_llama")) < 200_000
+
+
+# ------------------------------------------------------------------ bf16 decoder on this CPU
+def test_bf16_decoder_computes_in_float32_on_a_cpu_without_bf16(reference_dir, monkeypatch):
+    """Weights stay bfloat16 (half the RAM); every matmul runs in float32 (upcast.py): the
+    logits stay within bf16's rounding of the weights, not bf16 arithmetic's."""
+    from safetensors.torch import load_file
+
+    from moviechat_desktop.engine.model import movie_chat
+
+    monkeypatch.setattr(movie_chat, "cpu_has_native_bf16", lambda: False)
+    ref = load_file(str(reference_dir / "reference_outputs.safetensors"))
+    paths = ModelPaths.from_reference_dir(reference_dir)
+    model = MovieChatModel.load(paths, device="cpu", dtype=torch.bfloat16)
+    assert model.decoder_upcast and model.plan.decoder == "bfloat16"
+    assert model.plan.vit_matmul == "float32"  # the vision side stays float32 on the CPU
+    assert model.device_label == "cpu (vision float32, decoder bfloat16, computed in float32)"
+    hf = model.llm.hf
+    assert {p.dtype for p in hf.parameters()} == {torch.bfloat16}
+    with torch.inference_mode():
+        out = hf(inputs_embeds=ref["llm_fixed_input_embeds"].to(torch.bfloat16))
+    assert out.logits.dtype == torch.float32
+    err = (out.logits - ref["llm_fixed_input_logits"]).abs().max().item()
+    assert err < 0.1, err  # measured below
+    print(f"bf16-weight / fp32-compute logits max |err| = {err:.3g}")

@@ -39,6 +39,7 @@ from moviechat_desktop.engine.model.precision import PrecisionPlan
 from moviechat_desktop.engine.model.prompt import BuiltPrompt, build_prompt
 from moviechat_desktop.engine.model.streaming import AnswerStream
 from moviechat_desktop.engine.model.tokenizer import load_tokenizer
+from moviechat_desktop.engine.model.upcast import compute_in_float32, cpu_has_native_bf16
 from moviechat_desktop.engine.model.video_qformer import VideoQFormer
 from moviechat_desktop.engine.progress import CancelToken
 
@@ -104,6 +105,7 @@ class MovieChatModel:
         self.position_table_mode = position_table
         self._original_positions = original_positions
         self._position_table: torch.Tensor | None = None
+        self.decoder_upcast = False  # a bf16 decoder computing in float32 (upcast.py)
 
     @classmethod
     def load(
@@ -147,6 +149,15 @@ class MovieChatModel:
             video_qformer = plan.apply_to_video(video_qformer).to(device)
             video_qformer = video_qformer.eval().requires_grad_(False)
             hf = _load_decoder(llama_dir, getattr(torch, plan.decoder), device, quantization)
+        upcast = (
+            device.type == "cpu"
+            and quantization is None
+            and plan.decoder in ("bfloat16", "float16")
+            and not cpu_has_native_bf16()
+        )
+        if upcast:  # bf16 arithmetic is 30-180x slower than fp32 on such a CPU (upcast.py)
+            changed = compute_in_float32(hf)
+            log.info("decoder: %d bf16 modules compute in float32 on this CPU", changed)
         if hf.config.hidden_size != config.llm_hidden_size:
             raise CheckpointMismatch(
                 f"llama_proj outputs {config.llm_hidden_size} wide but the decoder in "
@@ -165,6 +176,7 @@ class MovieChatModel:
             position_table=position_table,
             original_positions=paths.original_positions,
         )
+        model.decoder_upcast = upcast
         if position_table == "original":
             _ = model.position_table  # read now: a missing or wrong table fails the load
         return model
@@ -178,6 +190,8 @@ class MovieChatModel:
             name = torch.cuda.get_device_name(self.device)
             quantized = getattr(self.llm.hf, "is_quantized", False)
             return f"cuda ({name}, {what}{', decoder quantized' if quantized else ''})"
+        if self.decoder_upcast:
+            what += ", computed in float32"
         return f"{self.device.type} ({what})"
 
     @property
