@@ -102,6 +102,7 @@ class WeightsDialog(QDialog):
         self._fractions: dict[str, float] = {}
         self._job_parts: list[str] = []
         self._close_result: int | None = None
+        self._download_failed = False  # the last download failed: its button says "Retry"
         try:
             self.manifest: Manifest | None = load_manifest()
         except MovieChatError as err:
@@ -164,14 +165,18 @@ class WeightsDialog(QDialog):
         self.local_button.setToolTip("A folder holding checkpoint files and/or the model folder")
         self.local_button.clicked.connect(self._choose_local_folder)
         self.download_button = QPushButton("Download")
-        self.download_button.setDefault(True)
+        # never the default: Enter must not start a 16 GB download (Close is the default)
+        self.download_button.setAutoDefault(False)
         self.download_button.clicked.connect(self.start_download)
         self.verify_button = QPushButton("Verify")
         self.verify_button.clicked.connect(self.start_verify)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button = QPushButton("Close")
+        self.close_button.setDefault(True)
         self.close_button.clicked.connect(self.reject)
+        for button in (self.local_button, self.verify_button, self.cancel_button):
+            button.setAutoDefault(False)
         buttons.addWidget(self.local_button)
         buttons.addStretch(1)
         for button in (
@@ -216,7 +221,9 @@ class WeightsDialog(QDialog):
         missing = [s for s in self.statuses() if s.state != "ready"]
         self.overall_bar.setValue(round(SCALE * self._overall()))
         resumable = any(s.state == "partial" for s in missing)
-        self.download_button.setText("Resume" if resumable else "Download")
+        self.download_button.setText(
+            "Retry" if self._download_failed else "Resume" if resumable else "Download"
+        )
         folders = sorted({s.destination for s in self.statuses()})
         self.space_label.setText(
             "Free disk space: "
@@ -274,6 +281,7 @@ class WeightsDialog(QDialog):
         if self.busy:
             return
         self.message_label.setText("")
+        self._download_failed = False
         self._job_parts = parts
         for pid in parts:
             self._fractions[pid] = 0.0
@@ -324,6 +332,8 @@ class WeightsDialog(QDialog):
 
     def _on_errored(self, message: str) -> None:
         self.message_label.setText(message)
+        if self.worker is not None and self.worker.job == "download":
+            self._download_failed = True
 
     def _on_cancelled(self) -> None:
         self.message_label.setText("Cancelled. Partial downloads are kept: Resume continues them.")

@@ -22,6 +22,7 @@ from pathlib import Path
 from moviechat_desktop import __version__
 from moviechat_desktop.engine.errors import Cancelled, DownloadError, WeightsCorrupt
 from moviechat_desktop.engine.progress import CancelToken
+from moviechat_desktop.engine.weights.no_connection import no_connection, why_unreachable
 from moviechat_desktop.engine.weights.store import fsync_replace
 from moviechat_desktop.engine.weights.transfer import (
     ByteReporter,
@@ -204,6 +205,10 @@ def http_download(
                 delay_s=retry_delay_s,
             )
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            why = why_unreachable(err)
+            if why is not None:  # no network: say so now, retrying would only make one wait
+                host = urllib.parse.urlsplit(url).hostname or url
+                raise no_connection(host, why) from err
             if pf.size > before:
                 failures = 0  # progress was made: only consecutive fruitless attempts count
             failures = _retry_or_raise(

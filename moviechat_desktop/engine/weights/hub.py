@@ -145,7 +145,12 @@ def _call_hub(what: str, fn: Callable[[], T]) -> T:
             RepositoryNotFoundError,
         )
 
+        from moviechat_desktop.engine.weights.no_connection import no_connection, why_unreachable
+
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        why = why_unreachable(err)
+        if why is not None:
+            raise no_connection(what, why) from err
         if isinstance(err, GatedRepoError | RepositoryNotFoundError):
             msg = (
                 f"{what}: the repository is gated, private or missing ({first_line}); "
