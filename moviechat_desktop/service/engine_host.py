@@ -193,7 +193,12 @@ def serve(conn: Connection, factory: str, kwargs: dict[str, Any], log_level: int
         conn.close()
         return
     host = _Host(conn, engine)
-    conn.send_bytes(wire.dumps(("ready", 0, os.getpid())))
+    try:
+        conn.send_bytes(wire.dumps(("ready", 0, os.getpid())))
+    except OSError:  # the app has gone (its window closed while this engine started): end quietly
+        engine.shutdown()
+        logging.shutdown()
+        os._exit(0)
     reader = threading.Thread(target=host.read_forever, name="engine-pipe-reader", daemon=True)
     reader.start()
     try:
