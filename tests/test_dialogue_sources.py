@@ -3,6 +3,7 @@ added files, the player's track, the user's pick, and the Assistant's dialogue A
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -241,3 +242,51 @@ def test_speech_on_a_film_without_audio_is_refused(tmp_path):
     a.open(BIKES)
     with pytest.raises(DialogueError, match=r"bikes.mp4 has no audio track"):
         a.set_dialogue_source("speech")
+
+
+# --------------------------------------------------------------------------- transcript CLI
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    from moviechat_desktop.cli import main
+
+    code = main(["transcript", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_transcript_prints_lines_with_times_and_escapes_the_terminal(films, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, films["mkv"])
+    assert code == 0
+    assert out.splitlines() == [
+        "Embedded track 2 (fre, Français)",
+        "[00:01] Lapin: Bonjour",
+        "        l'oiseau.",
+        "[00:02] Rongeur: Attrapez-le !",
+    ]
+    code, out, _ = run_cli(capsys, films["mkv"], "--track", "1", "--json")
+    data = json.loads(out)
+    assert data == {
+        "source": "embedded",
+        "label": "Embedded track 1 (eng)",
+        "lines": [
+            {"start_s": 0.5, "end_s": 2.0, "text": "Good morning, bird."},
+            {"start_s": 3.0, "end_s": 4.5, "text": "Where is my apple?"},
+        ],
+    }
+    nasty = tmp_path / "nasty.srt"
+    nasty.write_text("1\n00:00:01,000 --> 00:00:02,000\nHi \u202eevil\u202c there\n", "utf-8")
+    code, out, _ = run_cli(capsys, films["mkv"], "--subtitles", nasty)
+    assert code == 0 and "\u202e" not in out and "\\u202e" in out  # bidi control shown escaped
+
+
+def test_transcript_bad_input_is_one_line(films, tmp_path, capsys):
+    code, out, err = run_cli(capsys, films["mkv"], "--track", "0")
+    assert code == 2 and "counts from 1" in err
+    bad = tmp_path / "bad.srt"
+    bad.write_bytes(b"\x00" * 300)
+    for args in ((films["mkv"], "--subtitles", bad), (films["mkv"], "--track", "9"), (BIKES,)):
+        code, out, err = run_cli(capsys, *args)
+        lines = err.strip().splitlines()
+        assert code == 1 and out == "" and len(lines) == 1, (args, err)
+        assert lines[0].startswith("moviechat-desktop: error: ")
+    code, out, _ = run_cli(capsys, BIKES, "--json")  # no dialogue is an answer in JSON
+    assert code == 0 and json.loads(out)["source"] == "none"

@@ -250,3 +250,20 @@ def test_weights_cli_lists_the_speech_models_and_whisper_names_the_chosen_one(ca
     path.write_text('[dialogue]\nspeech_model = "base"\n', "utf-8")
     assert main(["weights", "download", "--part", "whisper"]) == 1
     assert "Whisper base speech recognition" in capsys.readouterr().err
+
+
+def test_encode_also_recognises_the_speech_when_it_is_the_source(
+    whisper_dir, film, capsys, monkeypatch
+):
+    from moviechat_desktop.cli import main
+    from moviechat_desktop.engine.settings import settings_path
+
+    calls = count_transcribe(monkeypatch)
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'[dialogue]\nsource = "speech"\nspeech_model = "{whisper_dir}"\n', "utf-8")
+    assert main(["encode", str(film), "--model-dir", str(REFERENCE), "--no-cache"]) == 0
+    assert "encoded" in capsys.readouterr().out
+    [saved] = list(dialogue_cache_dir().glob("speech-*.json"))
+    assert sorted(json.loads(saved.read_text("utf-8"))["chunks"]) == ["0", "1", "2"]
+    assert len(calls) == 3
