@@ -94,6 +94,8 @@ def open_settings_dialog(window: MainWindow) -> QDialog:
     if getattr(window, "answer_limit", None):
         dialog.set_answer_limit(window.answer_limit)
     dialog.clear_cache_requested.connect(window.clear_cache)
+    duration = getattr(window.film_info, "duration_s", 0.0) or 0.0
+    dialog.set_film_estimate(duration, getattr(window, "watch_speed", 0.0))
     dialog.accepted.connect(lambda: _settings_accepted(window, dialog))
     dialog.open()
     return dialog

@@ -92,6 +92,8 @@ class MainWindow(QMainWindow):
         self._probe_seq = 0
         self._probes: set[ProbeWorker | SavedStateWorker] = set()
         self._engine_status_seen = False
+        self.watch_speed = 0.0  # frames per second the assistant last watched at
+        self._missing_model_dir: str | None = None
         self._dialogs: list[QWidget] = []
 
         self.player = PlayerWidget(vlc_args=vlc_args)
@@ -171,7 +173,7 @@ class MainWindow(QMainWindow):
         w.film_closed.connect(lambda: self.dialogue.set_dialogue(None))
         w.answer_limit_known.connect(lambda limit: setattr(self, "answer_limit", limit))
         c.seek_requested.connect(p.seek)
-        c.weights_requested.connect(self.open_weights_dialog)
+        c.weights_requested.connect(self._model_help)
         c.export_requested.connect(self.export_chat)
         c.new_conversation_requested.connect(self.new_conversation)
         c.question.escaped.connect(self.player.surface.setFocus)
@@ -182,6 +184,9 @@ class MainWindow(QMainWindow):
         w.model_unavailable.connect(lambda _report: c.set_model_ready(True))
         w.model_loaded.connect(self.status.model_ready)
         w.model_unavailable.connect(self.status.model_unavailable)
+        w.model_unavailable.connect(self._model_unavailable)
+        w.model_loaded.connect(lambda _label: self._model_unavailable(None))
+        self.status.device_label.linkActivated.connect(lambda _href: self._model_help())
         w.encoding_progressed.connect(self._encoding_progressed)
         w.film_opened.connect(lambda _path, status: self._encoding_progressed(status))
         w.errored.connect(self.show_error)
@@ -276,6 +281,8 @@ class MainWindow(QMainWindow):
 
     def _encoding_progressed(self, status: Any) -> None:
         self._engine_status_seen = True  # the engine's own status replaces the saved preview
+        if getattr(status, "frames_per_s", 0) > 0:
+            self.watch_speed = status.frames_per_s  # for Settings' "about N min" estimate
         self.transport.set_covered(status.covered, status.duration_s)
         self.transport.set_heard(getattr(status, "speech_covered", ()))
         self.transport.set_gaps(getattr(status, "gaps", ()))  # damaged parts, in red
@@ -337,6 +344,31 @@ class MainWindow(QMainWindow):
         path = dialogs.choose_subtitles(self, self.film_path)
         if path:
             self.add_subtitle_file(path)
+
+    def _model_unavailable(self, report: ErrorReport | None) -> None:
+        """A model directory set in Settings that is not there is fixed in Settings, not by
+        downloading: the status field and the chat's button say so and open Settings."""
+        from html import escape
+
+        folder = self.settings.model.model_dir
+        missing = (
+            report is not None
+            and bool(folder)
+            and report.message.startswith("model directory not found")
+        )
+        self._missing_model_dir = folder if missing else None
+        self.chat.weights_button.setText("Open Settings…" if missing else "Set up weights…")
+        if missing:
+            link = f"Model: not found at {escape(folder)}"
+            self.status.device_label.setText(f'<a href="settings" style="color:#7fb6ff">{link}</a>')
+            self.status.device_label.setToolTip("Click to choose the model directory in Settings")
+
+    def _model_help(self) -> None:
+        """The chat's weights button / the status field's link."""
+        if self._missing_model_dir:
+            self.open_settings_dialog()
+        else:
+            self.open_weights_dialog()
 
     def open_weights_dialog(self) -> None:
         dialogs.open_weights_dialog(self)

@@ -8,6 +8,8 @@ it (``engine.settings.save_settings``) and tells the model worker.
 from __future__ import annotations
 
 import copy
+import math
+from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -20,7 +22,9 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -62,6 +66,10 @@ class SettingsDialog(QDialog):
 
         self.model_dir = QLineEdit(s.model.model_dir, self)
         self.model_dir.setPlaceholderText("the installed weights (Assistant → Weights…)")
+        self.model_dir.setToolTip(
+            "Leave empty to use the weights installed with Assistant → Weights…; or a folder "
+            "laid out like the reference set (a test model). It must exist."
+        )
         browse = QPushButton("Browse…", self)
         browse.clicked.connect(self._browse)
         dir_row = QHBoxLayout()
@@ -69,6 +77,14 @@ class SettingsDialog(QDialog):
         dir_row.addWidget(browse)
         self.device = _combo(self, DEVICES, s.model.device)
         self.precision = _combo(self, PRECISIONS, s.model.precision)
+        self.device.setToolTip(
+            "Where the assistant thinks: Automatic uses the graphics card when there is one. "
+            "The player itself is not affected."
+        )
+        self.precision.setToolTip(
+            "Smaller numbers use less graphics memory and run faster but answer slightly less "
+            "well. Automatic picks from the free memory."
+        )
         model_box = QGroupBox("Model", self)
         model_form = QFormLayout(model_box)
         model_form.addRow("Model directory:", dir_row)
@@ -80,6 +96,14 @@ class SettingsDialog(QDialog):
         self.server_url.setPlaceholderText("http://gpu-box:8000")
         self.token_file = QLineEdit(s.engine.token_file, self)
         self.token_file.setPlaceholderText("server-token in the config folder")
+        self.engine_mode.setToolTip(
+            "This computer: the assistant runs here. A server: another computer does the "
+            "watching and answering; the film plays here."
+        )
+        self.server_url.setToolTip("The address the server printed when it started.")
+        self.token_file.setToolTip(
+            "The file holding the server's password (the server wrote it when it first started)."
+        )
         browse_token = QPushButton("Browse…", self)
         browse_token.clicked.connect(self._browse_token)
         token_row = QHBoxLayout()
@@ -108,6 +132,22 @@ class SettingsDialog(QDialog):
         self.fps.setRange(0.05, 30.0)
         self.fps.setDecimals(2)
         self.fps.setValue(s.sampling.fps)
+        self.plan.setToolTip(
+            "How the assistant picks the pictures it looks at: a fixed number per film "
+            "(MovieChat's way) or a steady rate (more pictures for long films, slower)."
+        )
+        self.n_fragments.setToolTip(
+            "The film is cut into this many equal parts. More parts: more detail, a longer "
+            "watch. Changing it makes the assistant watch every film again."
+        )
+        self.frames_per_fragment.setToolTip(
+            "Pictures looked at in each part. More: finer detail, a longer watch. Changing it "
+            "makes the assistant watch every film again."
+        )
+        self.fps.setToolTip(
+            "Pictures per second of film with the steady-rate plan. Changing it makes the "
+            "assistant watch every film again."
+        )
         self.plan.currentIndexChanged.connect(self._plan_changed)
         sampling_box = QGroupBox("What the assistant watches", self)
         sampling_form = QFormLayout(sampling_box)
@@ -129,6 +169,17 @@ class SettingsDialog(QDialog):
         self.temperature.setRange(0.01, 5.0)
         self.temperature.setSingleStep(0.1)
         self.temperature.setValue(s.generation.temperature)
+        self.greedy.setToolTip(
+            "On: the same question gets the same answer. Off: answers vary a little, as in "
+            "most chat assistants."
+        )
+        self.max_tokens.setToolTip("How long an answer may get (a token is about ¾ of a word).")
+        self.top_p.setToolTip(
+            "Lower keeps answers to the most likely words (safer, plainer); 1 allows any."
+        )
+        self.temperature.setToolTip(
+            "Higher makes answers more adventurous, lower more predictable (1 is neutral)."
+        )
         self.greedy.toggled.connect(self._greedy_changed)
         self.use_dialogue = QCheckBox("Use dialogue (the film's subtitles or speech)", self)
         self.use_dialogue.setChecked(s.dialogue.enabled)
@@ -183,7 +234,15 @@ class SettingsDialog(QDialog):
         buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(
             self._restore_defaults
         )
+        self.problem = QLabel("", self)  # why OK was refused, or what Restore Defaults kept
+        self.problem.setObjectName("SettingsProblem")
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #ffb74d")
+        self.problem.hide()
+        self._estimate: tuple[float, float] | None = None  # open film: (duration s, frames/s)
+        self.confirm_box: QMessageBox | None = None
         layout = QVBoxLayout(self)
+        layout.addWidget(self.problem)
         for widget in (
             engine_box,
             model_box,
@@ -233,7 +292,84 @@ class SettingsDialog(QDialog):
 
         # load_settings overlays the user's file on the shipped defaults: point it at a file
         # that does not exist to get the shipped defaults alone.
-        self._load(load_settings(settings_path().with_name("no-such-settings.toml")))
+        defaults = load_settings(settings_path().with_name("no-such-settings.toml"))
+        kept = self.model_dir.text().strip()
+        defaults.model.model_dir = kept  # never blanked silently: where the model is
+        self._load(defaults)
+        if kept:
+            self._say(
+                f"Defaults restored. The model directory stays {kept}; empty the field to use "
+                "the installed weights instead."
+            )
+
+    def _say(self, text: str) -> None:
+        self.problem.setText(text)
+        self.problem.setVisible(bool(text))
+
+    # ------------------------------------------------------------------ OK
+    def set_film_estimate(self, duration_s: float, frames_per_s: float) -> None:
+        """The open film's length and how fast the assistant watched it, for the warning
+        before a change that makes it watch again."""
+        self._estimate = (duration_s, frames_per_s) if duration_s > 0 else None
+
+    def rewatch_needed(self) -> bool:
+        """Whether the edited settings make every film's memory useless (what the assistant
+        watches, or the model and precision it watches with)."""
+        from moviechat_desktop.engine.store.fingerprint import sampling_identity
+
+        old, new = self._settings, self.settings()
+        return sampling_identity(old.sampling) != sampling_identity(new.sampling) or (
+            old.model.model_dir,
+            old.model.precision,
+            old.model.device,
+        ) != (new.model.model_dir, new.model.precision, new.model.device)
+
+    def rewatch_words(self) -> str:
+        """The warning: "… about 12 min for this one" when the open film tells how long."""
+        text = (
+            "The assistant will watch every film again, from the start, the next time it is opened"
+        )
+        if self._estimate is None or self._estimate[1] <= 0:
+            return text + "."
+        duration_s, speed = self._estimate
+        s = self.settings().sampling
+        frames = duration_s * s.fps if s.plan == "fps" else s.n_fragments * s.frames_per_fragment
+        minutes = frames / speed / 60
+        if minutes < 1:
+            return text + ": less than a minute for this one."
+        return text + f": about {math.ceil(minutes)} min for this one."
+
+    def accept(self) -> None:
+        """Refuse a model directory that does not exist (the reason shown above the
+        fields); ask before a change that makes the assistant watch every film again."""
+        folder = self.model_dir.text().strip()
+        if folder and not Path(folder).is_dir():
+            why = "is not a folder" if Path(folder).exists() else "does not exist"
+            self._say(f"The model directory {folder} {why}. Choose another, or empty the field.")
+            self.model_dir.setFocus()
+            return
+        if self.rewatch_needed():
+            box = QMessageBox(
+                QMessageBox.Icon.Warning,
+                "Watch every film again?",
+                self.rewatch_words(),
+                QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel,
+                self,
+            )
+            box.setObjectName("RewatchBox")
+            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            box.button(QMessageBox.StandardButton.Ok).setText("Change and watch again")
+            box.finished.connect(
+                lambda result: (
+                    super(SettingsDialog, self).accept()
+                    if result == QMessageBox.StandardButton.Ok
+                    else None
+                )
+            )
+            self.confirm_box = box
+            box.open()
+            return
+        super().accept()
 
     def _load(self, s: AppSettings) -> None:
         self.model_dir.setText(s.model.model_dir)
