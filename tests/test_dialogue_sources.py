@@ -199,6 +199,8 @@ def test_bad_choices_raise_and_keep_the_previous_dialogue(films, tmp_path):
     with pytest.raises(DialogueError, match=r"unknown dialogue source"):
         a.set_dialogue_source("telepathy")
     assert a.dialogue == before
+    # the refused track 5 was not remembered as the player's track
+    assert a.set_dialogue_source("embedded").label == "Embedded track 2 (fre, Français)"
 
 
 def test_a_bad_subtitles_file_on_open_leaves_the_open_film_alone(films, tmp_path):

@@ -12,6 +12,7 @@ pick that cannot be used raises ``DialogueError`` from ``choose``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,7 +52,7 @@ class FilmDialogue:
         settings: DialogueSettings,
         *,
         speech_model: SpeechModel | None = None,
-        load_speech_model=None,
+        load_speech_model: Callable[[], SpeechModel] | None = None,
         added: ParsedSubtitles | None = None,
         added_path: Path | None = None,
     ) -> None:
@@ -258,12 +259,17 @@ class FilmDialogue:
         """The user's pick; see ``Assistant.set_dialogue_source``. ``DialogueError``."""
         if source not in CHOICES:
             raise DialogueError(f"unknown dialogue source {source!r} (one of {', '.join(CHOICES)})")
-        if file is not None:
-            self.add_file(file)
-        if track is not None:
-            self.shown_track = None if track < 0 else int(track)
-        self.pick = source
-        self._current = self._resolve(strict=True)
+        before = (self.pick, self.shown_track, self._added, self.added_path, self._current)
+        try:
+            if file is not None:
+                self.add_file(file)
+            if track is not None:
+                self.shown_track = None if track < 0 else int(track)
+            self.pick = source
+            self._current = self._resolve(strict=True)
+        except MovieChatError:  # the previous choice stays as it was
+            self.pick, self.shown_track, self._added, self.added_path, self._current = before
+            raise
         return self._current if self.settings.enabled else self.current()
 
     def step(self, cancel: CancelToken | None = None) -> bool:

@@ -21,7 +21,7 @@ from moviechat_desktop.engine.dialogue.speech_cache import SpeechTranscript
 from moviechat_desktop.engine.errors import DialogueError
 
 if TYPE_CHECKING:
-    from moviechat_desktop.engine.dialogue.speech import SpeechModel
+    from moviechat_desktop.engine.dialogue.speech import Segment, SpeechModel
     from moviechat_desktop.engine.progress import CancelToken
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class SpeechSession:
         return 0.0 if self.audio_seconds <= 0 else self.busy_seconds / self.audio_seconds
 
 
-def _to_lines(segments, offset: float, chunk_end: float) -> tuple[DialogueLine, ...]:
+def _to_lines(segments: list[Segment], offset: float, chunk_end: float) -> tuple[DialogueLine, ...]:
     from moviechat_desktop.engine.dialogue.cleaning import clean_text
 
     lines = []
