@@ -2,6 +2,7 @@
 window's engine (the local engine's child process hosting ``RemoteEngine``) against a real HTTP
 server (uvicorn in a thread, the FastAPI app, the tiny model; no Ray)."""
 
+import json
 import socket
 import threading
 import time
@@ -99,3 +100,23 @@ def test_the_window_engine_runs_the_film_on_the_server(http_server, tmp_path, bi
         assert [r.role for r in engine.conversation_records()] == ["user", "assistant"]
     finally:
         engine.shutdown()
+
+
+def test_ask_and_encode_take_server(http_server, tmp_path, bikes_mp4, capsys):
+    from moviechat_desktop.cli import main
+    from moviechat_desktop.engine.settings import save_settings
+
+    small = AppSettings(sampling=SamplingSettings(n_fragments=12))
+    small.generation.max_new_tokens = 4
+    save_settings(small)  # the user's settings (this test's config dir): a short plan
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    remote = ["--server", http_server, "--token-file", str(token)]
+    assert main(["encode", str(bikes_mp4), *remote, "--json"]) == 0
+    encoded = json.loads(capsys.readouterr().out)
+    # the plan is the client's (its settings), the memory the server's
+    assert encoded["fragments_encoded"] == 12 and encoded["fragments_from_cache"] == 0
+    assert main(["ask", str(bikes_mp4), "What?", *remote, "--json", "--greedy"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["engine"] == "server" and answer["fragments_from_cache"] == 12
+    assert answer["device"].endswith(http_server.removeprefix("http://"))

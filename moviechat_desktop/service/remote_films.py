@@ -109,9 +109,11 @@ class FilmService:
             current is not None
             and current.settings.sampling == sampling
             and current.use_cache == use_cache
-        ):
+        ):  # already open here: what it holds counts as restored for this client
             self._films.move_to_end(film_id)
-            return self.state(film_id)
+            state = self.state(film_id)
+            state["cache_restored"] = state["status"]["fragments_done"]
+            return state
         settings = dataclasses.replace(self.settings, sampling=sampling)
         assistant = Assistant(
             settings=settings, model_dir=self._base.model_dir, use_cache=use_cache
