@@ -24,6 +24,7 @@ from moviechat_desktop.ui.chat_controller import ChatController
 from moviechat_desktop.ui.chat_panel import ChatPanel
 from moviechat_desktop.ui.dialogue_panel import DialoguePanel
 from moviechat_desktop.ui.error_display import show_error
+from moviechat_desktop.ui.fullscreen_mode import FullscreenIdle
 from moviechat_desktop.ui.playback_history import PlaybackHistory
 from moviechat_desktop.ui.player_widget import OPENING, PLAYING, PlayerWidget
 from moviechat_desktop.ui.resume_bar import ResumeBar
@@ -128,6 +129,7 @@ class MainWindow(QMainWindow):
         self.controller = ChatController(self.chat, self.worker, self)
         self.status = StatusReporter(self.statusBar(), self.chat)
         self.actions = WindowActions(self)
+        self.fullscreen_idle = FullscreenIdle(self)
         self._connect()
         self.worker.start()
         if load_model:
@@ -319,17 +321,19 @@ class MainWindow(QMainWindow):
         self._chat_was_visible = not self.side.isHidden()
         self.menuBar().hide()
         self.statusBar().hide()
-        self._show_side(False)
+        self.set_chat_visible(False)  # the Chat toggle follows; Ctrl+J opens it beside the video
         self.showFullScreen()
         self.player.surface.setFocus()
+        self.fullscreen_idle.poke()
 
     def leave_fullscreen(self) -> None:
         if not self.isFullScreen():
             return
         self.showNormal()
+        self.fullscreen_idle.stop()
         self.menuBar().show()
         self.statusBar().show()
-        self._show_side(getattr(self, "_chat_was_visible", True))
+        self.set_chat_visible(getattr(self, "_chat_was_visible", True) or not self.side.isHidden())
 
     def take_snapshot(self) -> str | None:
         return self.player.snapshot(self.snapshot_dir)
@@ -465,6 +469,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> bool:
         """Stop everything (idempotent): True when every worker thread has ended."""
         self._remember_position()
+        self.fullscreen_idle.detach()
         self.controller.stop_all()
         self.controller.cancel_tasks()
         ended = self.worker.shutdown(timeout_ms=5000)

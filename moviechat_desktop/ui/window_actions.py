@@ -108,6 +108,7 @@ class WindowActions:
             lambda checked=False: slot(checked) if action.isCheckable() else slot()
         )
         menu.addAction(action)
+        self.window.addAction(action)  # its key works in fullscreen too (menu bar hidden)
         return action
 
     def _player(self, menu, text: str, slot: Callable[[], object], *keys: str) -> QAction:
