@@ -105,6 +105,18 @@ def ensure_token(path: Path) -> str:
     return read_token(path)
 
 
+def check_weights(model_dir: str | None) -> None:
+    """``WeightsMissing``/``WeightsCorrupt`` before Ray starts, rather than replicas failing."""
+    if model_dir:
+        from moviechat_desktop.engine.model.paths import ModelPaths
+
+        ModelPaths.from_reference_dir(model_dir)
+    else:
+        from moviechat_desktop.engine.weights import resolve_model_paths
+
+        resolve_model_paths()
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -133,8 +145,8 @@ def run_serve(args: argparse.Namespace) -> int:
         _usage(f"--port {args.port} is not a port (1-65535)")
     if args.replicas < 1:
         _usage("--replicas must be at least 1")
-    if args.model_dir and not Path(args.model_dir).is_dir():
-        raise MovieChatError(f"--model-dir {args.model_dir}: no such directory")
+    if args.address is None:  # a cluster's nodes may hold the weights elsewhere: not checked
+        check_weights(args.model_dir)
     try:
         from moviechat_desktop.service import serve_deployment
     except ImportError as err:

@@ -295,6 +295,9 @@ def test_serve_usage_errors(capsys):
         assert exit_.value.code == 2
         assert message in capsys.readouterr().err
     assert main(["serve", "--model-dir", "/no/such/dir"]) == 1
+    assert "model directory not found" in capsys.readouterr().err
+    assert main(["serve"]) == 1  # no weights installed in the test's dirs: before Ray starts
+    assert "error:" in capsys.readouterr().err
 
 
 def test_server_errors_become_one_line(http, token_file):

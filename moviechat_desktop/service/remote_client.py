@@ -189,6 +189,11 @@ class RemoteEngine:
         if response is not None:
             response.close()
 
+    @property
+    def alive(self) -> bool:
+        """False once interrupted (the ``Interruptible`` clients' flag)."""
+        return not self._stopped
+
     def shutdown(self) -> None:
         self.close()
         self._http.close()
