@@ -29,7 +29,8 @@ fp32       31.4 GB  38.4 GB (35.7 GiB)      only when asked for
 Below the int4 need the model runs on the CPU: the vision side in float32 (4.5 GB) and the
 decoder in float32 (27.0 GB; 31.4 GB of weights in all) when the available RAM holds that
 with 15 % to spare, else the decoder in bfloat16 (13.5 GB; 17.9 GB in all), chosen by itself
-and said so. A small decoder (the tiny test model) always stays float32. A precision asked for
+and said so; on a CPU without native bf16 that decoder computes in float32 (``upcast.py``).
+A small decoder (the tiny test model) always stays float32. A precision asked for
 explicitly is used as asked where the device can run it at all; ``oom_guard`` turns a CUDA
 out-of-memory error into advice.
 """
