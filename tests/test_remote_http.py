@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from moviechat_desktop.cli import main
 from moviechat_desktop.cli_serve import ensure_token, is_loopback, public_address
 from moviechat_desktop.engine.assistant import Assistant
-from moviechat_desktop.engine.errors import NotReady
+from moviechat_desktop.engine.errors import MovieChatError, NotReady
 from moviechat_desktop.engine.model.llm import GenerationSettings
 from moviechat_desktop.engine.settings import AppSettings, SamplingSettings
 from moviechat_desktop.engine.store.fingerprint import file_fingerprint
@@ -111,6 +111,10 @@ def test_remote_answers_equal_the_in_process_ones(remote, reference_dir, vtest_a
     assert records[2].at_s == at
     assert "What is he holding?" in remote.export_markdown()
     assert info.duration_s == pytest.approx(local.video.duration_s)
+    # dialogue does not travel yet: said plainly, never an AttributeError
+    assert remote.dialogue.source == "none"
+    with pytest.raises(MovieChatError, match="not used when the assistant runs on a server"):
+        remote.set_dialogue_source("file", file="x.srt")
 
 
 def test_a_reconnecting_client_finds_the_memory_but_a_local_engine_does_not(

@@ -29,6 +29,7 @@ import httpx
 
 from moviechat_desktop.engine.assistant import END_SLACK_S, AnswerInfo, EncodeStatus
 from moviechat_desktop.engine.dialogue.lines import SOURCES as DIALOGUE_SOURCES
+from moviechat_desktop.engine.dialogue.lines import Dialogue
 from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoError
 from moviechat_desktop.engine.settings import AppSettings, load_settings, user_config_dir
 from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
@@ -361,6 +362,23 @@ class RemoteEngine:
             return False
         needed = self._plan.fragment_at(at_s).index
         return all(i > needed for i in self._missing())
+
+    def background_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
+        """The film's background work: memory fragments only (no dialogue on a server yet)."""
+        return self.encode_step(cancel)
+
+    # ------------------------------------------------------------------ dialogue (not yet)
+    @property
+    def dialogue(self) -> Dialogue:
+        """Dialogue is not sent to a server yet: answers there use the pictures alone."""
+        return Dialogue.none("No dialogue (not sent to the server)")
+
+    def set_dialogue_source(
+        self, source: str = "auto", file: str | Path | None = None, track: int | None = None
+    ) -> Dialogue:
+        raise MovieChatError(
+            "dialogue (subtitles, speech) is not used when the assistant runs on a server"
+        )
 
     # ------------------------------------------------------------------ questions
     def generation_settings(self) -> GenerationSettings:
