@@ -135,3 +135,26 @@ def test_a_too_long_question_is_refused_in_one_line(capsys, reference_dir, film,
                          "--max-new-tokens", "3")  # fmt: skip
     assert code == 1 and out == ""
     assert "question is too long" in err and len(err.strip().splitlines()) == 1
+
+
+def test_new_settings_reach_the_open_films_dialogue(reference_dir, film, tmp_path):
+    """The window replaces the Assistant's settings: "Use dialogue" off hides the lines at
+    once (the tab and the prompt agree), on shows them again."""
+    import copy
+    import shutil
+
+    clip, subtitles = film
+    moved = tmp_path / "talk.mp4"
+    shutil.copy(clip, moved)
+    shutil.copy(subtitles, tmp_path / "talk.en.srt")
+    assistant = Assistant(model_dir=reference_dir)
+    assistant.open(moved)
+    assert (assistant.dialogue.source, len(assistant.dialogue.lines)) == ("sidecar", 3)
+    off = copy.deepcopy(assistant.settings)
+    off.dialogue.enabled = False
+    assistant.settings = off
+    assert assistant.dialogue.source == "none" and not assistant.dialogue.lines
+    on = copy.deepcopy(off)
+    on.dialogue.enabled = True
+    assistant.settings = on
+    assert len(assistant.dialogue.lines) == 3

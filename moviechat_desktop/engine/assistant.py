@@ -27,6 +27,7 @@ from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoDecod
 from moviechat_desktop.engine.memory.gaps import DecodeGaps
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings, load_settings
+from moviechat_desktop.engine.video.grabber_opener import GrabberOpener
 
 if TYPE_CHECKING:
     from moviechat_desktop.engine.dialogue.embedded import SubtitleTrack
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from moviechat_desktop.engine.store.film_store import FilmStore
     from moviechat_desktop.engine.video.frames import (
         FrameDecoder,
-        FrameGrabber,
         SamplingPlan,
         VideoInfo,
     )
@@ -126,7 +126,8 @@ class Assistant:
         self._plan: SamplingPlan | None = None
         self._memory: FilmMemory | None = None
         self._decoder: FrameDecoder | None = None
-        self._grabber: FrameGrabber | None = None  # breakpoint frames; opened on first use
+        # breakpoint frames: a full-size reader opened in the background when a film opens
+        self._grabber: GrabberOpener | None = None
         self._gaps = DecodeGaps()  # fragments that could not be decoded (memory/gaps.py)
         self._conversation: Conversation | None = None
         self._encode_seconds = 0.0
@@ -249,6 +250,7 @@ class Assistant:
         self.close()
         self._video, self._plan = info, plan
         self._open_store(info)
+        self._grabber = GrabberOpener(info.path)  # for the first breakpoint question
         self._open_dialogue(info, added, subtitles)
         return info
 
@@ -751,7 +753,7 @@ class Assistant:
         """
         import torch
 
-        from moviechat_desktop.engine.video.frames import FrameGrabber, format_time
+        from moviechat_desktop.engine.video.frames import format_time
 
         question = question.strip()
         if not question:
@@ -801,8 +803,9 @@ class Assistant:
                     raise NotReady("a breakpoint question needs the picture at that moment")
                 else:
                     if self._grabber is None:
-                        self._grabber = FrameGrabber(info.path)
-                    pixels = self._grabber.grab(at_s, size=model.config.image_size)
+                        self._grabber = GrabberOpener(info.path)
+                    grabber = self._grabber.get()  # opened when the film opened
+                    pixels = grabber.grab(at_s, size=model.config.image_size)
                 current = model.encode_frames(pixels)  # (1, Q, D)
                 timings["current_frame_s"] = time.perf_counter() - t0
                 frames = memory.breakpoint_frames(at_s, current)
