@@ -201,6 +201,9 @@ def ask_both(
                 out[f"{prefix}{mode}_{key}"] = statistics.median(values)
                 if repeats > 1:
                     samples[f"{prefix}{mode}_{key}"] = values
+            if mode == "breakpoint" and not prefix:
+                # the film's first breakpoint question (its reader was opened with the film)
+                out["breakpoint_first_question_first_token_s"] = runs[0]["first_token_s"]
     finally:
         clock.close()
     return out

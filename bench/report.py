@@ -40,6 +40,7 @@ FILM_METRICS: tuple[Metric, ...] = (
     Metric("global_memory_frames", "frames", "global: frames to video Q-Former"),
     Metric("breakpoint_first_token_s", "s", "breakpoint: first token"),
     Metric("breakpoint_first_text_s", "s", "breakpoint: first text shown"),
+    Metric("breakpoint_first_question_first_token_s", "s", "breakpoint: film's first, first token"),
     Metric("breakpoint_frame_s", "s", "breakpoint: grab + encode frame at t"),
     Metric("breakpoint_tokens_per_s", "tok/s", "breakpoint: decoding speed"),
     Metric("breakpoint_tokens", "tokens", "breakpoint: tokens generated"),

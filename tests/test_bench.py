@@ -32,6 +32,7 @@ FILM_KEYS = (
     "global_memory_frames",
     "breakpoint_first_token_s",
     "breakpoint_first_text_s",
+    "breakpoint_first_question_first_token_s",
     "breakpoint_frame_s",
     "breakpoint_tokens_per_s",
     "breakpoint_tokens",
