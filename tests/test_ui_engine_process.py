@@ -14,7 +14,7 @@ import time
 import pytest
 
 from moviechat_desktop.ui.chat_transcript import ANSWERING
-from moviechat_desktop.ui.player_widget import PLAYING
+from moviechat_desktop.ui.player_widget import ENDED, PLAYING
 
 pytest_plugins = ["ui_fixtures"]  # make_main_window, wait_for_model, …
 
@@ -102,7 +102,7 @@ def test_the_child_killed_while_encoding_restarts_and_answers(
     qtbot.waitUntil(lambda: entry.finished, timeout=60000)
     assert entry.state == "done", entry.note
     assert entry.answer
-    assert window.player.state == PLAYING
+    assert window.player.state in (PLAYING, ENDED)  # it may reach its end on a slow machine
     assert _saved(window.settings, reference_dir, vtest_avi, entry.question) == (1, 1)
 
 
@@ -123,7 +123,7 @@ def test_the_child_killed_while_answering_answers_again_and_saves_the_question_o
         os.kill(maker.engines[0].pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: queued.finished, timeout=120000)
     assert entry.state == queued.state == "done", (entry.note, queued.note)
-    assert window.player.state == PLAYING
+    assert window.player.state in (PLAYING, ENDED)  # it may reach its end on a slow machine
     assert _saved(window.settings, reference_dir, vtest_avi, entry.question) == (1, 1)
     assert _saved(window.settings, reference_dir, vtest_avi, queued.question) == (1, 1)
     assert f"question {entry.id} was saved by the engine that died" in caplog.text
