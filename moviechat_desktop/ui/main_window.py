@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, Q
 
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 from moviechat_desktop.engine.store.saved_state import read_saved_state
-from moviechat_desktop.ui import dialogs, slot_errors
+from moviechat_desktop.ui import dialogs, player_extras, slot_errors
 from moviechat_desktop.ui.app_resources import app_icon, read_stylesheet
 from moviechat_desktop.ui.chat_controller import ChatController
 from moviechat_desktop.ui.chat_panel import ChatPanel
@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self.weights_dialog: Any = None
         self.answer_limit: int | None = None  # longest answer the model's context allows
         slot_errors.install(self)  # an exception escaping any slot is shown and logged
-        self.snapshot_dir = dialogs.snapshot_dir()
+        self.snapshot_dir = Path(self.settings.player.snapshot_dir or dialogs.snapshot_dir())
         self._make_assistant = make_assistant or make_engine_assistant
         self._probe = probe
         self._probe_seq = 0
@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         p.volume_changed.connect(t.set_volume)
         p.rate_changed.connect(t.set_rate)
         p.message_posted.connect(lambda m: self.statusBar().showMessage(m, 2500))
+        p.message_posted.connect(lambda m: player_extras.osd(p, player_extras.osd_for_message(m)))
         p.surface.double_clicked.connect(self.toggle_fullscreen)
         p.surface.wheel_scrolled.connect(lambda steps: p.change_volume(5 * steps))
         t.play_clicked.connect(p.toggle_play)
@@ -335,6 +336,17 @@ class MainWindow(QMainWindow):
         self.statusBar().show()
         self.set_chat_visible(getattr(self, "_chat_was_visible", True) or not self.side.isHidden())
 
+    def open_sibling(self, step: int) -> None:
+        """N / P: the next or previous film in the open film's folder (natural order)."""
+        path = player_extras.sibling_film(self.film_path, step)
+        if path is None:
+            self.statusBar().showMessage(
+                "No next film in this folder" if step > 0 else "No previous film in this folder",
+                2500,
+            )
+            return
+        self.open_file(path)
+
     def take_snapshot(self) -> str | None:
         return self.player.snapshot(self.snapshot_dir)
 
@@ -418,6 +430,8 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self, new: AppSettings) -> None:
         old, self.settings = self.settings, new
+        if new.player.snapshot_dir != old.player.snapshot_dir:
+            self.snapshot_dir = Path(new.player.snapshot_dir or dialogs.snapshot_dir())
         self.dialogue.set_use_dialogue(new.dialogue.enabled)
         if new.model != old.model or new.sampling != old.sampling or new.engine != old.engine:
             self.worker.replace_assistant(self._assistant_factory(new))

@@ -23,6 +23,7 @@ from moviechat_desktop.ui.video_surface import VideoSurface
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
+EMPTY_HINT = "Open a film (Ctrl+O) or drop one here"
 SEEK_SETTLE_S = 0.6  # after a seek, ignore VLC's stale times for this long
 END_WINDOW_S = 2.0  # VLC pausing by itself this close to the end means the film ended
 # a paused seek lands at least this far before the end: VLC has no frame to show at the very
@@ -66,6 +67,10 @@ class PlayerWidget(QWidget):
             self._player.video_set_key_input(False)
         else:
             self.surface.message.setText(problem)
+        if self._player is not None:
+            self.surface.message.setText(EMPTY_HINT)
+        self.osd_text = ""  # the last on-screen display (player_extras.osd)
+        self.aspect: str | None = None  # the aspect ratio forced by the user (None: the film's)
         self.unavailable_reason = problem
         self.path: str | None = None
         self._state = STOPPED
@@ -148,6 +153,7 @@ class PlayerWidget(QWidget):
         self.path = None
         self._timer.stop()
         self._position = self._duration = 0.0
+        self.surface.message.setText(EMPTY_HINT)
         self._set_state(STOPPED)
         self.position_changed.emit(0.0)
         self.duration_changed.emit(0.0)

@@ -222,6 +222,18 @@ class SettingsDialog(QDialog):
         player_box = QGroupBox("Player", self)
         player_form = QFormLayout(player_box)
         player_form.addRow(self.always_resume)
+        self.snapshot_dir = QLineEdit(s.player.snapshot_dir, self)
+        self.snapshot_dir.setPlaceholderText("Pictures/MovieChat")
+        self.snapshot_dir.setToolTip(
+            "Where Shift+S saves the picture on screen. Empty: a MovieChat folder in your "
+            "Pictures folder (created when needed)."
+        )
+        browse_shots = QPushButton("Browse…", self)
+        browse_shots.clicked.connect(self._browse_snapshots)
+        shots_row = QHBoxLayout()
+        shots_row.addWidget(self.snapshot_dir, 1)
+        shots_row.addWidget(browse_shots)
+        player_form.addRow("Snapshot folder:", shots_row)
 
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
@@ -386,9 +398,15 @@ class SettingsDialog(QDialog):
         self.use_dialogue.setChecked(s.dialogue.enabled)
         self.cache_limit.setValue(s.cache.limit_gb)
         self.always_resume.setChecked(s.player.always_resume)
+        self.snapshot_dir.setText(s.player.snapshot_dir)
         self.engine_mode.setCurrentIndex(max(0, self.engine_mode.findData(s.engine.mode)))
         self.server_url.setText(s.engine.server_url)
         self.token_file.setText(s.engine.token_file)
+
+    def _browse_snapshots(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Snapshot folder", self.snapshot_dir.text())
+        if chosen:
+            self.snapshot_dir.setText(chosen)
 
     def settings(self) -> AppSettings:
         """The edited settings (a copy; the original passed in is untouched)."""
@@ -407,6 +425,7 @@ class SettingsDialog(QDialog):
         s.dialogue.enabled = self.use_dialogue.isChecked()
         s.cache.limit_gb = self.cache_limit.value()
         s.player.always_resume = self.always_resume.isChecked()
+        s.player.snapshot_dir = self.snapshot_dir.text().strip()
         s.engine.mode = self.engine_mode.currentData()
         s.engine.server_url = self.server_url.text().strip()
         s.engine.token_file = self.token_file.text().strip()

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 
+from moviechat_desktop.ui import player_extras as extras
+
 if TYPE_CHECKING:
     from moviechat_desktop.ui.main_window import MainWindow
 
@@ -45,17 +47,22 @@ class WindowActions:
         playback = menu_bar.addMenu("&Playback")
         self.play_pause = self._player(playback, "Play / Pause", player.toggle_play, "Space")
         playback.addSeparator()
+
+        def jump(seconds: float) -> None:
+            player.seek_relative(seconds)
+            extras.osd(player, extras.position_text(player))
+
         for modifier, seconds in SEEK_STEPS:
             self._player(
                 playback,
                 f"Jump forward {seconds} s",
-                lambda s=seconds: player.seek_relative(s),
+                lambda s=seconds: jump(s),
                 f"{modifier}Right",
             )
             self._player(
                 playback,
                 f"Jump backward {seconds} s",
-                lambda s=seconds: player.seek_relative(-s),
+                lambda s=seconds: jump(-s),
                 f"{modifier}Left",
             )
         self._player(playback, "Next frame", player.next_frame, "E")
@@ -76,6 +83,32 @@ class WindowActions:
         self._player(playback, "Leave fullscreen", w.leave_fullscreen, "Esc")
         self._player(playback, "Snapshot", w.take_snapshot, "Shift+S")
         self._player(playback, "Next subtitle track", player.cycle_subtitles, "V")
+        self.subtitle_menu = playback.addMenu("Subtitle trac&k")
+        self.subtitle_menu.aboutToShow.connect(self.fill_subtitle_menu)
+        self._player(
+            playback,
+            "Subtitles earlier (−50 ms)",
+            lambda: extras.change_subtitle_delay(player, -1),
+            "G",
+        )
+        self._player(
+            playback,
+            "Subtitles later (+50 ms)",
+            lambda: extras.change_subtitle_delay(player, 1),
+            "H",
+        )
+        self._player(playback, "Next audio track", lambda: extras.cycle_audio(player), "B")
+        self.audio_menu = playback.addMenu("&Audio track")
+        self.audio_menu.aboutToShow.connect(self.fill_audio_menu)
+        self._player(playback, "Next aspect ratio", lambda: extras.cycle_aspect(player), "A")
+        self.aspect_menu = playback.addMenu("Aspect &ratio")
+        for aspect in extras.ASPECTS:
+            self.aspect_menu.addAction(
+                aspect or "Default", lambda a=aspect: extras.set_aspect(player, a)
+            )
+        playback.addSeparator()
+        self._player(playback, "Next film in the folder", lambda: w.open_sibling(1), "N")
+        self._player(playback, "Previous film in the folder", lambda: w.open_sibling(-1), "P")
 
         assistant = menu_bar.addMenu("&Assistant")
         self._global(assistant, "&Weights…", w.open_weights_dialog)
@@ -120,6 +153,36 @@ class WindowActions:
         self.window.player_pane.addAction(action)
         self.player_actions.append(action)
         return action
+
+    def _fill_tracks(self, menu, tracks, current: int, choose: Callable[[int], object]) -> None:
+        menu.clear()
+        for track_id, name in tracks:
+            action = menu.addAction(name)
+            action.setCheckable(True)
+            action.setChecked(track_id == current)
+            action.triggered.connect(lambda _checked=False, t=track_id: choose(t))
+        if not tracks:
+            menu.addAction("(none in this film)").setEnabled(False)
+
+    def fill_audio_menu(self) -> None:
+        player = self.window.player
+        current = player._player.audio_get_track() if player._player is not None else -1
+        self._fill_tracks(
+            self.audio_menu,
+            extras.audio_tracks(player),
+            current,
+            lambda t: extras.set_audio_track(player, t),
+        )
+
+    def fill_subtitle_menu(self) -> None:
+        player = self.window.player
+        current = player._player.video_get_spu() if player._player is not None else -1
+        self._fill_tracks(
+            self.subtitle_menu,
+            extras.subtitle_tracks(player),
+            current,
+            lambda t: extras.set_subtitle_track(player, t),
+        )
 
     def fill_conversations_menu(self) -> None:
         """The open film's saved conversations, newest first; the current one is checked."""

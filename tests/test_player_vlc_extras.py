@@ -1,0 +1,134 @@
+"""Player features (issue #14 item 6) with real libVLC under Xvfb: the on-screen display over
+the picture, audio and subtitle track menus, subtitle delay G/H, aspect ratio, next/previous
+film in the folder, the empty player's hint and the snapshot folder setting.
+
+Run: ``xvfb-run -a -s "-screen 0 1280x720x24" .venv/bin/pytest tests/test_player_vlc_extras.py``.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from test_player_vlc import grab_widget_on_screen
+
+from moviechat_desktop.ui import player_extras
+from moviechat_desktop.ui.player_widget import EMPTY_HINT, PLAYING
+
+pytest_plugins = ["ui_fixtures"]
+
+pytestmark = [
+    pytest.mark.vlc,
+    pytest.mark.xvfb,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(
+        not os.environ.get("DISPLAY"), reason="needs an X display: run under xvfb-run"
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def _needs_xcb(qapp):
+    if QGuiApplication.platformName() != "xcb":
+        pytest.skip(f"needs Qt's xcb platform, not {QGuiApplication.platformName()!r}")
+
+
+def opened(qtbot, make_main_window, path, **kwargs):
+    window = make_main_window(video=True, **kwargs)
+    window.resize(1280, 690)
+    with qtbot.waitSignal(window.film_opened, timeout=10000):
+        window.open_file(path)
+    qtbot.waitUntil(
+        lambda: window.player.state == PLAYING and window.player.position > 0.5, timeout=15000
+    )
+    window.activateWindow()
+    window.player.surface.setFocus()
+    qtbot.waitUntil(window.player.surface.hasFocus, timeout=3000)
+    return window, window.player
+
+
+def test_the_osd_draws_over_the_picture_and_stays_short(qtbot, make_main_window, bigbuckbunny):
+    _window, player = opened(qtbot, make_main_window, bigbuckbunny)
+    player.pause()
+    qtbot.waitUntil(lambda: player._player.get_state().value == 4, timeout=5000)
+    qtbot.wait(2000)  # any earlier OSD has gone
+    corner = lambda: grab_widget_on_screen(player.surface)[:120, :600].astype(np.int16)  # noqa: E731
+    before = corner()
+    qtbot.keyClick(player.surface, Qt.Key.Key_Up)  # volume: "Volume 85%"
+    assert player.osd_text == f"Volume {player.volume}%"
+    qtbot.wait(400)
+    during = corner()
+    changed = float((np.abs(during - before).max(axis=2) > 60).mean())
+    assert changed > 0.005, f"no text drawn over the picture ({changed:.4f})"
+    qtbot.wait(player_extras.OSD_MS + 800)
+    after = corner()
+    assert float((np.abs(after - before).max(axis=2) > 60).mean()) < changed / 4  # it went
+    qtbot.keyClick(player.surface, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
+    assert player.osd_text == player_extras.position_text(player)  # "00:04 / 00:05"
+    assert player_extras.osd_for_message("Snapshot saved: /a/long/dir/x-1.png") == (
+        "Snapshot saved: x-1.png"
+    )
+
+
+def test_tracks_delay_and_aspect(qtbot, make_main_window, bigbuckbunny, tmp_path):
+    window, player = opened(qtbot, make_main_window, bigbuckbunny)
+    actions = window.actions
+    qtbot.waitUntil(lambda: len(player_extras.audio_tracks(player)) >= 2, timeout=5000)
+    actions.fill_audio_menu()
+    names = [a.text() for a in actions.audio_menu.actions()]
+    assert len(names) >= 2 and any(a.isChecked() for a in actions.audio_menu.actions()), names
+    qtbot.keyClick(player.surface, Qt.Key.Key_B)  # the only real track again
+    assert window.statusBar().currentMessage().startswith("Audio: ")
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:09,000\nHello\n", "utf-8")
+    assert window.add_subtitle_file(srt)
+    qtbot.waitUntil(lambda: player._player.video_get_spu_count() > 0, timeout=10000)
+    actions.fill_subtitle_menu()
+    texts = [a.text() for a in actions.subtitle_menu.actions()]
+    assert len(texts) >= 2, texts
+    disable = actions.subtitle_menu.actions()[0]  # VLC's "Disable"
+    disable.trigger()
+    qtbot.waitUntil(lambda: player._player.video_get_spu() == -1, timeout=3000)
+    base = player._player.video_get_spu_delay()
+    for _ in range(3):
+        qtbot.keyClick(player.surface, Qt.Key.Key_H)
+    qtbot.keyClick(player.surface, Qt.Key.Key_G)
+    assert player._player.video_get_spu_delay() == base + 100_000  # µs
+    assert player.osd_text == "Subtitle delay 100 ms"
+    qtbot.keyClick(player.surface, Qt.Key.Key_A)
+    assert player._player.video_get_aspect_ratio() == "16:9"
+    actions.aspect_menu.actions()[2].trigger()
+    assert player._player.video_get_aspect_ratio() == "4:3"
+    actions.aspect_menu.actions()[0].trigger()
+    assert player._player.video_get_aspect_ratio() is None and player.aspect is None
+
+
+def test_next_and_previous_film_in_the_folder(qtbot, make_main_window, bikes_mp4, tmp_path):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for name in ("ep10.mp4", "ep2.mp4", "ep1.mp4", "notes.txt"):
+        shutil.copy(bikes_mp4, folder / name)
+    window, player = opened(qtbot, make_main_window, folder / "ep2.mp4")
+    with qtbot.waitSignal(window.film_opened, timeout=10000) as opened_signal:
+        qtbot.keyClick(player.surface, Qt.Key.Key_N)
+    assert opened_signal.args == [str(folder / "ep10.mp4")]  # natural order: 2 then 10
+    qtbot.keyClick(window.player.surface, Qt.Key.Key_N)
+    assert window.statusBar().currentMessage() == "No next film in this folder"
+    window.player.surface.setFocus()
+    with qtbot.waitSignal(window.film_opened, timeout=10000) as opened_signal:
+        qtbot.keyClick(window.player.surface, Qt.Key.Key_P)
+    assert opened_signal.args == [str(folder / "ep2.mp4")]
+
+
+def test_the_empty_player_says_how_to_open_a_film(qtbot, make_main_window, tmp_path):
+    from moviechat_desktop.ui.settings_dialog import SettingsDialog
+
+    window = make_main_window(video=True)
+    assert window.player.surface.message.text() == EMPTY_HINT
+    dialog = SettingsDialog(window.settings, window)
+    dialog.snapshot_dir.setText(str(tmp_path / "shots"))
+    assert dialog.snapshot_dir.toolTip()
+    window.apply_settings(dialog.settings())
+    assert window.snapshot_dir == tmp_path / "shots"
