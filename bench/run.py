@@ -85,8 +85,9 @@ def model_skip_reason(args: argparse.Namespace) -> str | None:
     if args.model_dir or args.device == "cpu" or torch.cuda.is_available():
         return None
     return (
-        "no CUDA GPU: the real model is measured on CUDA only (on a CPU it needs minutes per "
-        "question and ~20 GB of RAM; force it with --device cpu). For the engine numbers with "
+        "no CUDA GPU: the real model is measured on CUDA only (on a CPU it needs ~33 GB of RAM, "
+        "~20 GB with a bf16 decoder, and hours per film; force it with --device cpu; "
+        "bench/full_size.py rehearses it). For the engine numbers with "
         "the tiny model use --model-dir tests/data/reference."
     )
 

@@ -70,8 +70,9 @@ FRAGMENTATION = 1.10
 INT4_BYTES_PER_PARAM = 4.5 / 8  # nf4 plus block scales, rounded up
 
 CPU_NOTICE = (
-    "No usable CUDA GPU: the assistant runs on the CPU. With the real model expect minutes "
-    "per question and about 33 GB of RAM (20 GB with a bfloat16 decoder)."
+    "No usable CUDA GPU: the assistant runs on the CPU. With the real model expect hours to "
+    "encode a film, many minutes per answer, and about 33 GB of RAM (20 GB with a bfloat16 "
+    "decoder)."
 )
 CPU_RAM_SPARE = 1.15  # weights × this must fit in the available RAM for a float32 decoder
 CPU_OVERHEAD = 2 << 30  # python, torch, activations, the KV cache on the CPU
