@@ -158,3 +158,36 @@ def test_new_settings_reach_the_open_films_dialogue(reference_dir, film, tmp_pat
     on.dialogue.enabled = True
     assistant.settings = on
     assert len(assistant.dialogue.lines) == 3
+
+
+def test_ask_recognises_speech_up_to_the_breakpoint_first(
+    reference_dir, capsys, monkeypatch, tmp_path
+):
+    """Speech as the source: ``ask --at`` recognises the chunks up to the moment (not the
+    whole film) before answering, and the answer's prompt uses them."""
+    from moviechat_desktop.engine.dialogue.speech import SpeechModel
+    from tests.tiny_whisper import speech_film, tiny_whisper_dir
+
+    whisper = tiny_whisper_dir()
+    film = speech_film(tmp_path / "talk-speech.mp4", 70.0)
+    calls: list[float] = []
+    original = SpeechModel.transcribe
+
+    def counting(self, audio, language, cancel=None, max_new_tokens=None):
+        calls.append(len(audio) / 16000)
+        return original(self, audio, language, cancel, max_new_tokens=24)
+
+    monkeypatch.setattr(SpeechModel, "transcribe", counting)
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'[sampling]\nn_fragments = 4\n[dialogue]\nsource = "speech"\nspeech_model = "{whisper}"\n',
+        encoding="utf-8",
+    )
+    options = ("--model-dir", str(reference_dir), "--greedy", "--max-new-tokens", "2", "--json")
+    code, out, err = ask(capsys, film, "What was said?", "--at", "20", *options)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["dialogue_source"] == "speech"
+    assert calls == [30.0], "only the first 30 s chunk was needed for a question at 00:20"
+    assert "speech_s" in result["timings"]
