@@ -81,7 +81,7 @@ def server(tmp_path_factory, reference_dir):
     command = [
         sys.executable, "-m", "moviechat_desktop", "serve",
         "--model-dir", str(reference_dir), "--port", str(port),
-        "--token-file", str(token_file), "--num-cpus", "2",
+        "--token-file", str(token_file), "--num-cpus", "3", "--replicas", "2",
     ]  # fmt: skip
     stderr = open(base / "serve.err", "w+")  # noqa: SIM115 (read back at the end)
     proc = subprocess.Popen(
@@ -161,6 +161,17 @@ def test_served_answers_stream_and_equal_the_in_process_ones(remote, in_process,
     assert remote.last_answer.chunks == len(times)
 
 
+def test_a_films_requests_reach_the_replica_holding_it(server, remote, bikes_mp4):
+    remote.open(bikes_mp4)  # opened on one of the two replicas
+    url, token = f"{server.url}/v1/films/{remote.film_id}", server.token_file.read_text().strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    routed = {"serve_multiplexed_model_id": remote.film_id, **auth}
+    # with the film id as Serve's multiplexed model id, every request finds the film
+    assert {httpx.get(url, headers=routed).status_code for _ in range(12)} == {200}
+    # without it, the router spreads requests and the other replica does not know the film
+    assert 404 in {httpx.get(url, headers=auth).status_code for _ in range(30)}
+
+
 def test_the_token_is_required(server, tmp_path, bikes_mp4):
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         assert httpx.get(f"{server.url}/v1/info", headers=headers).status_code == 401
@@ -175,10 +186,12 @@ def test_a_server_killed_mid_answer_is_a_clear_error_and_a_retry_works(server, r
     remote.encode()  # saved in the server's cache fragment by fragment
     remote.new_conversation()
     expected = "".join(remote.ask("What happens?", settings=GREEDY))
-    [replica] = _session_processes(server.proc.pid, "ServeReplica:moviechat")
+    replicas = _session_processes(server.proc.pid, "ServeReplica:moviechat")
+    assert len(replicas) == 2
     answer = remote.ask("And then?", settings=STREAMY)
     next(answer)  # the answer has started
-    os.kill(replica, signal.SIGKILL)
+    for replica in replicas:  # the whole engine dies, whichever replica held the film
+        os.kill(replica, signal.SIGKILL)
     with pytest.raises(ServerError) as failure:
         for _ in answer:
             pass

@@ -92,9 +92,13 @@ def start(
         )
         model = None if model_dir is None else str(Path(model_dir).resolve())
         serve.run(server.bind(model, token_digest(token)), name=APP_NAME, route_prefix="/")
-    except BaseException:
+    except BaseException as err:
         stop()
-        raise
+        if isinstance(err, MovieChatError | KeyboardInterrupt | SystemExit):
+            raise
+        # Ray's own failures (an actor that died while starting, a timeout): one line
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        raise MovieChatError(f"the server did not start ({type(err).__name__}: {first})") from err
 
 
 def stop(timeout_s: float = 10.0) -> None:
