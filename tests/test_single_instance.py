@@ -114,3 +114,16 @@ def test_one_window_false_starts_another_window(qtbot, make_main_window, bikes_m
         launch.wait()
         server.close()
     assert opened == []
+
+
+def test_the_settings_dialog_has_the_one_window_switch(qtbot):
+    from ui_fixtures import test_settings
+
+    from moviechat_desktop.ui.settings_dialog import SettingsDialog
+
+    settings = test_settings()
+    dialog = SettingsDialog(settings)
+    qtbot.addWidget(dialog)
+    assert dialog.one_window.isChecked() and dialog.one_window.toolTip()
+    dialog.one_window.setChecked(False)
+    assert not dialog.settings().player.one_window and settings.player.one_window

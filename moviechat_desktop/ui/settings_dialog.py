@@ -222,6 +222,13 @@ class SettingsDialog(QDialog):
         player_box = QGroupBox("Player", self)
         player_form = QFormLayout(player_box)
         player_form.addRow(self.always_resume)
+        self.one_window = QCheckBox("Open films launched later in this window", self)
+        self.one_window.setChecked(s.player.one_window)
+        self.one_window.setToolTip(
+            "Opening a film from the file manager or a terminal while a window is open plays it "
+            "in that window, as VLC does. Off: every launch opens a new window."
+        )
+        player_form.addRow(self.one_window)
         self.snapshot_dir = QLineEdit(s.player.snapshot_dir, self)
         self.snapshot_dir.setPlaceholderText("Pictures/MovieChat")
         self.snapshot_dir.setToolTip(
@@ -398,6 +405,7 @@ class SettingsDialog(QDialog):
         self.use_dialogue.setChecked(s.dialogue.enabled)
         self.cache_limit.setValue(s.cache.limit_gb)
         self.always_resume.setChecked(s.player.always_resume)
+        self.one_window.setChecked(s.player.one_window)
         self.snapshot_dir.setText(s.player.snapshot_dir)
         self.engine_mode.setCurrentIndex(max(0, self.engine_mode.findData(s.engine.mode)))
         self.server_url.setText(s.engine.server_url)
@@ -425,6 +433,7 @@ class SettingsDialog(QDialog):
         s.dialogue.enabled = self.use_dialogue.isChecked()
         s.cache.limit_gb = self.cache_limit.value()
         s.player.always_resume = self.always_resume.isChecked()
+        s.player.one_window = self.one_window.isChecked()
         s.player.snapshot_dir = self.snapshot_dir.text().strip()
         s.engine.mode = self.engine_mode.currentData()
         s.engine.server_url = self.server_url.text().strip()
