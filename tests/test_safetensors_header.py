@@ -143,3 +143,10 @@ def test_cli_weights_import_of_a_bad_file_and_a_mixed_folder(
     for name in bad_files:
         assert f"{name}.safetensors" in out + err
     assert "Traceback" not in out + err
+
+
+def test_read_checkpoint_checks_the_header_itself(tmp_path):
+    """Our checks run before safetensors' own (the same one-line reasons as `weights import`)."""
+    path = write_header(tmp_path / "list.safetensors", [GOOD_ENTRY])
+    with pytest.raises(WeightsCorrupt, match="its header is a JSON list, not an object"):
+        read_checkpoint(path)

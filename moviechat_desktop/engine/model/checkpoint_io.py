@@ -68,6 +68,10 @@ def read_checkpoint_contents(path: str | Path) -> CheckpointContents:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
+        from moviechat_desktop.engine.model.safetensors_header import read_header
+
+        read_header(path)  # a crafted header is a one-line WeightsCorrupt, checked first
+
         try:
             return CheckpointContents(load_file(str(path)))
         except Exception as err:  # safetensors raises its own SafetensorError
