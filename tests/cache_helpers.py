@@ -70,8 +70,14 @@ def assert_same_memory(expected: dict, actual: dict, indices=None) -> None:
 
 
 def reference_memory(reference_dir: Path, clip: Path, settings: AppSettings) -> dict:
-    """The memory of ``clip`` encoded from scratch; nothing is read from or written to disk
-    (safe in module-scoped fixtures, which run outside the per-test dir isolation)."""
+    """The memory of ``clip`` encoded from scratch, rounded to the cache's stored precision
+    (float16: what an encoding that writes the cache holds, cache_entry.py); nothing is read
+    from or written to disk (safe in module-scoped fixtures, which run outside the per-test
+    dir isolation)."""
+    import torch
+
+    from moviechat_desktop.engine.store.cache_entry import STORED_DTYPE
+
     assistant = Assistant(
         settings=settings, model_dir=reference_dir, use_cache=False, keep_history=False
     )
@@ -79,6 +85,8 @@ def reference_memory(reference_dir: Path, clip: Path, settings: AppSettings) -> 
     assistant.encode()
     state = memory_state(assistant)
     assistant.close()
+    stored = getattr(torch, STORED_DTYPE)
+    state["tensors"] = {k: v.to(stored).to(v.dtype) for k, v in state["tensors"].items()}
     return state
 
 

@@ -137,7 +137,8 @@ def test_sigkill_during_cache_writes_loses_at_most_the_fragment_in_flight(
     done = _check_restart(reference_dir, clip, expected, 2, 2)
 
     # 2. killed half-way through the header that commits the 2nd fragment of this run
-    #    (header writes: 1 on open, then 1 per fragment)
+    #    (writes to header.json*: 1 on open (the durable header.json), then 1 per fragment
+    #    (header.json.pending, flushed with the fragments at most every SYNC_INTERVAL_S))
     seen = encoder.run(lambda word, s: word == "MIDWRITE", PAUSE_NAME="header.json", PAUSE_AT="3")
     assert seen["killed"] and seen["restored"] == done and seen["saved"] == done + 1
     done = _check_restart(reference_dir, clip, expected, done + 1, done + 1)

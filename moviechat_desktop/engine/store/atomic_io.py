@@ -46,21 +46,36 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (temp file + fsync + rename + dir fsync)."""
+def fsync_file(path: Path) -> None:
+    """Flush a file already written (by ``atomic_write(..., sync=False)``) to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file + fsync + rename + dir fsync).
+
+    ``sync=False`` skips both fsyncs: the rename is still atomic for other processes and
+    survives the writer's crash or ``SIGKILL`` (the data sits in the page cache), but not a
+    power loss; the caller makes it durable later (``fsync_file`` + ``fsync_dir``)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
     try:
         write_fully(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def append_line(path: Path, line: bytes) -> None:
