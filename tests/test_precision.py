@@ -53,7 +53,9 @@ def test_cuda_plan_gives_every_parameter_group_the_originals_dtype(split_model):
     assert split_model.video_qformer.llama_proj.weight.dtype == torch.float32
     assert {p.dtype for p in split_model.llm.hf.parameters()} == {torch.float16}
     assert split_model.dtype == torch.float16
-    assert split_model.device_label == "cpu (vision float16/float32, decoder float16)"
+    # on this CPU (no native half-precision arithmetic) the fp16 decoder computes in float32
+    label = "cpu (vision float16/float32, decoder float16"
+    assert split_model.device_label in (f"{label})", f"{label}, computed in float32)")
 
 
 def test_split_model_computes_under_autocast_close_to_float32(split_model, reference_dir):

@@ -155,7 +155,7 @@ class MovieChatModel:
             and plan.decoder in ("bfloat16", "float16")
             and not cpu_has_native_bf16()
         )
-        if upcast:  # bf16 arithmetic is 30-180x slower than fp32 on such a CPU (upcast.py)
+        if upcast:  # bf16 (and fp16) matmuls are 30-180x slower than fp32 there (upcast.py)
             changed = compute_in_float32(hf)
             log.info("decoder: %d bf16 modules compute in float32 on this CPU", changed)
         if hf.config.hidden_size != config.llm_hidden_size:
