@@ -324,9 +324,18 @@ def make_main_window(qtbot, qasync_loop, tmp_path, fake_maker):
     windows = []
 
     def make(
-        make_assistant=None, probe=None, load_model=True, settings=None, show=True, video=False
+        make_assistant=None,
+        probe=None,
+        load_model=True,
+        settings=None,
+        show=True,
+        video=False,
+        whole_film_choice="now",
     ):
-        """``video=True``: VLC draws for real (needs an X display); audio stays dummy."""
+        """``video=True``: VLC draws for real (needs an X display); audio stays dummy.
+        ``whole_film_choice``: the chat's answer to "a whole-film question while the film is
+        partly watched?" as if already chosen ("now": answered at once, as before the
+        question existed; None: the chat asks, as in the app)."""
         args = [*default_vlc_args(), "--aout=dummy"] if video else ["--quiet", *DUMMY_OUTPUT_ARGS]
         window = MainWindow(
             settings=settings or test_settings(),
@@ -336,6 +345,7 @@ def make_main_window(qtbot, qasync_loop, tmp_path, fake_maker):
             history=PlaybackHistory(tmp_path / "history.json"),
             load_model=load_model,
         )
+        window.controller.whole_film_choice = whole_film_choice
         windows.append(window)
         if show:
             window.show()

@@ -24,6 +24,8 @@ from moviechat_desktop.ui.chat_transcript import (
     BREAKPOINT,
     DONE,
     FAILED,
+    GLOBAL,
+    QUEUED,
     STOPPED,
     WAITING,
     ChatEntry,
@@ -35,6 +37,8 @@ from moviechat_desktop.workers.messages import ConversationView, ErrorReport
 from moviechat_desktop.workers.model_worker import ModelWorker
 
 log = logging.getLogger(__name__)
+
+CHOICE, NOW, WAIT, AGAIN = "choice", "now", "wait", "again"  # the chat's link schemes
 
 
 def watched_until(covered: tuple[tuple[float, float], ...]) -> float:
@@ -70,6 +74,10 @@ class ChatController(QObject):
         self._status: Any = None
         self._film: str | None = None
         self._engine_spoke = False  # the worker has sent the open film's conversation
+        self.whole_film_choice: str | None = None  # NOW / WAIT, chosen once per session
+        self._awaiting: set[int] = set()  # entries showing the choice
+        self._held: list[ChatEntry] = []  # whole-film questions waiting for the whole film
+        panel.link_clicked.connect(self.on_link)
         self.conversation_id: str | None = None
         self.conversations: tuple = ()  # ConversationSummary of the open film, oldest first
         panel.question_submitted.connect(self.ask)
@@ -80,6 +88,77 @@ class ChatController(QObject):
 
     # ------------------------------------------------------------------ questions
     def ask(self, entry: ChatEntry) -> None:
+        """Send ``entry`` to the worker; a whole-film question while the film is only partly
+        watched first asks (once per session) whether to answer now or when it is all seen."""
+        if entry.mode == GLOBAL and self._partly_watched():
+            if self.whole_film_choice is None:
+                self._offer_choice(entry)
+                return
+            if self.whole_film_choice == WAIT:
+                self._hold(entry)
+                return
+        self._dispatch(entry)
+
+    def _partly_watched(self) -> bool:
+        status = self._status
+        return status is not None and not status.finished and status.fragments_total > 0
+
+    def _offer_choice(self, entry: ChatEntry) -> None:
+        percent = round(100 * self._status.fraction)
+        entry.state = WAITING
+        entry.note = f"The assistant has seen {percent}% of the film so far."
+        entry.links = (
+            (f"{CHOICE}:{NOW}:{entry.id}", f"Answer now ({percent}% watched)"),
+            (f"{CHOICE}:{WAIT}:{entry.id}", f"When the whole film is watched ({self._eta()})"),
+        )
+        self._awaiting.add(entry.id)
+        self.panel.refresh(entry)
+
+    def _eta(self) -> str:
+        status = self._status
+        left = max(0, status.frames_total - status.frames_done)
+        if status.frames_per_s <= 0:
+            return "when it is done"
+        seconds = left / status.frames_per_s
+        if seconds < 60:
+            return f"≈{max(1, round(seconds))} s"
+        return f"≈{round(seconds / 60)} min"
+
+    def _hold(self, entry: ChatEntry) -> None:
+        entry.state = WAITING
+        entry.links = ()
+        entry.note = f"Asked as soon as the whole film is watched ({self._eta()})."
+        self._held.append(entry)
+        self.panel.refresh(entry)
+
+    def on_link(self, href: str) -> None:
+        """The chat's links: the whole-film choice and "Ask again with the whole film"."""
+        parts = href.split(":")
+        if len(parts) == 3 and parts[0] == CHOICE and parts[2].isdigit():
+            entry = self.panel.transcript.get(int(parts[2]))
+            if entry is None or entry.id not in self._awaiting or parts[1] not in (NOW, WAIT):
+                return
+            self.whole_film_choice = parts[1]  # remembered until the app quits
+            for waiting in [e for e in self.transcript_pending() if e.id in self._awaiting]:
+                self._awaiting.discard(waiting.id)
+                waiting.links = ()
+                if parts[1] == WAIT and self._partly_watched():
+                    self._hold(waiting)
+                else:
+                    waiting.state, waiting.note = QUEUED, ""
+                    self._dispatch(waiting)
+            self.panel.render_now()
+        elif len(parts) == 2 and parts[0] == AGAIN and parts[1].isdigit():
+            old = self.panel.transcript.get(int(parts[1]))
+            if old is None:
+                return
+            old.links = ()
+            self.panel._settled_key = None  # the old bubble loses its link
+            again = self.panel.transcript.add(old.question, GLOBAL)
+            self.panel.render_now()
+            self.panel.question_submitted.emit(again)
+
+    def _dispatch(self, entry: ChatEntry) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # a programming error: say so instead of waiting forever
@@ -102,6 +181,7 @@ class ChatController(QObject):
                 entry.state = ANSWERING
                 entry.answer = ""
                 entry.note = self._partial_note(entry)
+                entry.partial = bool(entry.note)
             elif event.kind == ev.CHUNK:
                 entry.answer += event.text
             elif event.kind == ev.FINISHED:
@@ -137,12 +217,25 @@ class ChatController(QObject):
     def stop_current(self) -> None:
         """Stop the answer being written (or awaited); questions behind it go on."""
         pending = self.transcript_pending()
-        if pending:
+        if pending and not self._stop_here(pending[0]):
             self.worker.stop_answer(pending[0].id)
 
     def stop_all(self) -> None:
         for entry in self.transcript_pending():
-            self.worker.stop_answer(entry.id)
+            if not self._stop_here(entry):
+                self.worker.stop_answer(entry.id)
+
+    def _stop_here(self, entry: ChatEntry) -> bool:
+        """A question still held here (awaiting the choice or the whole film) never reached
+        the worker: stop it here."""
+        if entry.id not in self._awaiting and entry not in self._held:
+            return False
+        self._awaiting.discard(entry.id)
+        if entry in self._held:
+            self._held.remove(entry)
+        entry.state, entry.note, entry.links = STOPPED, "stopped", ()
+        self.panel.refresh(entry)
+        return True
 
     def transcript_pending(self) -> list[ChatEntry]:
         return self.panel.transcript.pending()
@@ -168,6 +261,8 @@ class ChatController(QObject):
         self._film = path
         self.conversation_id, self.conversations = None, ()
         self._engine_spoke = False
+        self._held.clear()
+        self._awaiting.clear()
         for entry in self.transcript_pending():
             entry.state, entry.note = STOPPED, "the film was closed"
         self.panel.clear()
@@ -202,6 +297,23 @@ class ChatController(QObject):
     def on_encoding_progressed(self, status: Any) -> None:
         self._status = status
         changed = False
+        if status.finished:
+            for entry in self._held:  # the whole film is watched: ask them now
+                entry.state, entry.note = QUEUED, ""
+                self._dispatch(entry)
+            self._held.clear()
+            for entry in self.panel.transcript.entries:
+                if entry.partial and entry.state == DONE and not entry.links:
+                    entry.partial = False
+                    entry.links = ((f"{AGAIN}:{entry.id}", "Ask again with the whole film"),)
+                    self.panel._settled_key = None
+                    changed = True
+            for entry in self.transcript_pending():
+                if entry.id in self._awaiting:  # the choice no longer matters
+                    self._awaiting.discard(entry.id)
+                    entry.state, entry.note, entry.links = QUEUED, "", ()
+                    self._dispatch(entry)
+                    changed = True
         for entry in self.transcript_pending():
             if entry.state == WAITING:
                 entry.note = waiting_note(entry, status, hours=self.panel.hours)

@@ -43,6 +43,7 @@ class ChatPanel(QWidget):
     weights_requested = Signal()
     export_requested = Signal()
     new_conversation_requested = Signal()
+    link_clicked = Signal(str)  # an entry's link the panel does not handle itself
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -198,7 +199,7 @@ class ChatPanel(QWidget):
         entries = self.transcript.entries
         settled = chat_render.settled_count(entries)
         layout = (self.hours, self._duration)
-        key = tuple((e.id, e.state, e.answer, e.note) for e in entries[:settled])
+        key = tuple((e.id, e.state, e.answer, e.note, e.links) for e in entries[:settled])
         style = {
             "hours": self.hours,
             "duration_s": self._duration or None,
@@ -287,6 +288,12 @@ class ChatPanel(QWidget):
             self.show_earlier()
             bar.setValue(0)
             return
+        scheme, _, value = url.toString().partition(":")
+        if scheme == chat_render.COPY_SCHEME and value.isdigit():
+            entry = self.transcript.get(int(value))
+            if entry is not None:
+                QGuiApplication.clipboard().setText(entry.answer.strip())
+            return
         moment_of = chat_render.parse_moment_href(url.toString())
         if moment_of is not None:
             self.ask_about_moment(moment_of)
@@ -294,3 +301,5 @@ class ChatPanel(QWidget):
         seconds = chat_render.parse_seek_href(url.toString())
         if seconds is not None:
             self.seek_requested.emit(seconds)
+        else:
+            self.link_clicked.emit(url.toString())

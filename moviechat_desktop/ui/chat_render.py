@@ -7,12 +7,15 @@ Qt's rich text understands tables and a subset of CSS, hence the table-based bub
 
 from __future__ import annotations
 
+import functools
 from html import escape
+from typing import Any
 
 from moviechat_desktop.timefmt import find_times
 from moviechat_desktop.ui.chat_transcript import (
     ANSWERING,
     BREAKPOINT,
+    DONE,
     FAILED,
     QUEUED,
     STOPPED,
@@ -23,6 +26,7 @@ from moviechat_desktop.ui.chat_transcript import (
 
 SEEK_SCHEME = "seek"
 MORE_HREF = "more:earlier"  # the link that shows earlier entries of a long chat
+COPY_SCHEME = "copy"  # "copy:<entry id>": copy that answer
 MOMENT_SCHEME = "moment"  # "moment:<entry id>": ask that question about its moment instead
 
 _QUESTION_BG = "#2d4f7c"
@@ -76,6 +80,25 @@ def linkify_times(text: str, *, max_seconds: float | None = None) -> str:
     return "".join(parts).replace("\n", "<br/>")
 
 
+def markdown_html(text: str, *, max_seconds: float | None = None) -> str:
+    """An answer as rich text: Markdown (CommonMark by markdown-it-py, raw HTML shown as
+    text, never interpreted) with every time in its plain text a seek link (not in code)."""
+    return _markdown().render(text, {"max_seconds": max_seconds}).strip()
+
+
+def _text_with_times(self: Any, tokens: list, idx: int, options: Any, env: dict) -> str:
+    return linkify_times(tokens[idx].content, max_seconds=env.get("max_seconds"))
+
+
+@functools.cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "breaks": True})  # a newline stays one
+    md.add_render_rule("text", _text_with_times)
+    return md
+
+
 def render_entry(
     entry: ChatEntry,
     *,
@@ -111,7 +134,9 @@ def render_entry(
 def _answer_html(
     entry: ChatEntry, duration_s: float | None, behind_another: bool, model_ready: bool = True
 ) -> str:
-    body = linkify_times(entry.answer, max_seconds=duration_s) if entry.answer else ""
+    body = markdown_html(entry.answer, max_seconds=duration_s) if entry.answer else ""
+    if body.startswith("<p>") and body.endswith("</p>") and body.count("<p>") == 1:
+        body = body[3:-4]  # one paragraph: no extra margins in the bubble
     note = escape(entry.note)
     if entry.state == QUEUED:
         if behind_another:
@@ -129,6 +154,14 @@ def _answer_html(
         body = f'<span style="color:{_ERROR_COLOUR}">{note or "no answer"}</span>'
     elif entry.note:
         body += f'<br/><i style="color:{_NOTE_COLOUR};font-size:small">{note}</i>'
+    links = list(entry.links)
+    if entry.answer and entry.state in (DONE, STOPPED):
+        links.append((f"{COPY_SCHEME}:{entry.id}", "Copy"))  # this answer, as written
+    if links:
+        body += "<br/>" + " &nbsp;·&nbsp; ".join(
+            f'<a href="{escape(href)}" style="color:{_LINK_COLOUR}"><b>{escape(text)}</b></a>'
+            for href, text in links
+        )
     return (
         f'<table width="100%" cellspacing="0" cellpadding="0" style="margin-top:4px">'
         f'<tr><td bgcolor="{_ANSWER_BG}" style="padding:8px">{body}</td>'

@@ -55,6 +55,9 @@ class ChatEntry:
     # a whole-film question sent while the film played: where it was when Enter was pressed
     # (the chat offers to ask about that moment instead)
     moment_s: float | None = None
+    # links shown under the answer (href, text): the whole-film choice, "Ask again…"
+    links: tuple[tuple[str, str], ...] = ()
+    partial: bool = False  # a whole-film answer given from part of the film
 
     @property
     def finished(self) -> bool:
