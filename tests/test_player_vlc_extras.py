@@ -13,6 +13,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from test_player_vlc import grab_widget_on_screen
+from ui_fixtures import FakeAssistant
 
 from moviechat_desktop.ui import player_extras
 from moviechat_desktop.ui.player_widget import EMPTY_HINT, PLAYING
@@ -72,8 +73,17 @@ def test_the_osd_draws_over_the_picture_and_stays_short(qtbot, make_main_window,
     )
 
 
+class DialogueFake(FakeAssistant):
+    """Takes the subtitle file the window hands to the assistant (no error box then)."""
+
+    def set_dialogue_source(self, source="auto", file=None, track=None):
+        from moviechat_desktop.engine.dialogue.lines import Dialogue
+
+        return Dialogue.none()
+
+
 def test_tracks_delay_and_aspect(qtbot, make_main_window, bigbuckbunny, tmp_path):
-    window, player = opened(qtbot, make_main_window, bigbuckbunny)
+    window, player = opened(qtbot, make_main_window, bigbuckbunny, make_assistant=DialogueFake)
     actions = window.actions
     qtbot.waitUntil(lambda: len(player_extras.audio_tracks(player)) >= 2, timeout=5000)
     actions.fill_audio_menu()
@@ -132,3 +142,41 @@ def test_the_empty_player_says_how_to_open_a_film(qtbot, make_main_window, tmp_p
     assert dialog.snapshot_dir.toolTip()
     window.apply_settings(dialog.settings())
     assert window.snapshot_dir == tmp_path / "shots"
+
+
+def test_chapters_menu_and_timeline_ticks(qtbot, make_main_window, bikes_mp4, tmp_path):
+    import subprocess
+
+    meta = tmp_path / "chapters.txt"
+    meta.write_text(
+        ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=4000\ntitle=Opening\n"
+        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=4000\nEND=10000\ntitle=The ride\n",
+        "utf-8",
+    )
+    film = tmp_path / "with chapters.mp4"
+    inputs = ["-i", str(bikes_mp4), "-i", str(meta)]
+    mapping = ["-map_metadata", "1", "-map_chapters", "1", "-codec", "copy"]
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *inputs, *mapping, str(film)], check=True)
+    window, player = opened(qtbot, make_main_window, film)
+    slider = window.transport.slider
+    qtbot.waitUntil(lambda: slider.chapters == (0.0, 4.0), timeout=5000)
+    window.actions.fill_chapter_menu()
+    entries = window.actions.chapter_menu.actions()
+    assert [a.text() for a in entries] == ["00:00  Opening", "00:04  The ride"]
+    assert entries[0].isChecked()  # playing in the first
+    entries[1].trigger()
+    assert player.position == pytest.approx(4.0, abs=0.05)
+    image = slider.grab().toImage()
+    x = slider.x_of(4.0)
+    y = slider.height() // 2
+    tick = image.pixelColor(x, y)
+    assert min(tick.red(), tick.green(), tick.blue()) > 200, tick.name()  # the white tick
+    with qtbot.waitSignal(window.film_opened, timeout=10000):
+        window.open_file(bikes_mp4)
+    qtbot.waitUntil(lambda: player.state == PLAYING, timeout=10000)
+    qtbot.wait(300)
+    assert slider.chapters == ()
+    window.actions.fill_chapter_menu()
+    assert [a.text() for a in window.actions.chapter_menu.actions()] == [
+        "(this film has no chapters)"
+    ]

@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         p, t, c, w = self.player, self.transport, self.chat, self.worker
         p.position_changed.connect(t.set_position)
         p.duration_changed.connect(t.set_duration)
+        p.state_changed.connect(self._read_chapters)
         p.state_changed.connect(lambda s: t.set_playing(s in (PLAYING, OPENING)))
         for signal in (p.position_changed, p.duration_changed, p.state_changed):
             signal.connect(self._playback_changed)
@@ -222,6 +223,7 @@ class MainWindow(QMainWindow):
         resume = self.history.resume_position(path)
         always = resume is not None and self.settings.player.always_resume
         self.player.load(path, start_s=resume if always else 0.0)
+        self.transport.slider.set_chapters(())  # the new film's come when it plays
         self.transport.set_covered((), 0.0)
         self._engine_status_seen = False
         self._read_saved_state(seq, path)
@@ -335,6 +337,15 @@ class MainWindow(QMainWindow):
         self.menuBar().show()
         self.statusBar().show()
         self.set_chat_visible(getattr(self, "_chat_was_visible", True) or not self.side.isHidden())
+
+    def _read_chapters(self, state: str) -> None:
+        """Chapter ticks on the timeline once VLC plays the film (it knows them then)."""
+        if state == PLAYING:
+            starts = tuple(start for start, _ in player_extras.chapters(self.player))
+            if starts != self.transport.slider.chapters:
+                self.transport.slider.set_chapters(starts)
+        elif state == "stopped":
+            self.transport.slider.set_chapters(())
 
     def open_sibling(self, step: int) -> None:
         """N / P: the next or previous film in the open film's folder (natural order)."""

@@ -153,6 +153,24 @@ def cycle_aspect(player: PlayerWidget) -> str | None:
     return aspect
 
 
+# ---------------------------------------------------------------------------- chapters
+def chapters(player: PlayerWidget) -> list[tuple[float, str]]:
+    """The film's chapters as (start in seconds, title), in order; [] when it has none (or
+    VLC has not read them yet: it knows them once the film plays)."""
+    vlc_player = player._player
+    if vlc_player is None or player.path is None:
+        return []
+    try:
+        found = vlc_player.get_full_chapter_descriptions(-1) or []
+    except (AttributeError, OSError, TypeError, ValueError):  # none (python-vlc: count -1)
+        return []
+    listed = []
+    for number, chapter in enumerate(found, start=1):
+        title = _text(chapter.name) if chapter.name else f"Chapter {number}"
+        listed.append((max(0.0, chapter.time_offset / 1000), title))
+    return listed
+
+
 # ---------------------------------------------------------------------------- folder
 def _natural(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]

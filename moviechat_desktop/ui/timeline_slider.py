@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QSlider, QStyle, QStyleOptionSlider, QToolTip, QWi
 from moviechat_desktop.timefmt import format_time
 
 COVERED_COLOUR = QColor("#66bb6a")  # green: "the assistant has watched this"
+CHAPTER_COLOUR = QColor("#f5f7fa")  # white ticks: where chapters start
 COVERED_HEIGHT = 3
 HEARD_COLOUR = QColor("#42a5f5")  # blue: "the assistant has heard this" (speech recognised)
 GAP_COLOUR = QColor("#ef5350")  # red: "damaged here, could not be decoded" (memory/gaps.py)
@@ -31,6 +32,7 @@ class TimelineSlider(QSlider):
         self._covered: tuple[tuple[float, float], ...] = ()
         self._heard: tuple[tuple[float, float], ...] = ()
         self._gaps: tuple[tuple[float, float], ...] = ()
+        self._chapters: tuple[float, ...] = ()
         self._duration = 0.0
         self.sliderMoved.connect(lambda ms: self.seek_requested.emit(ms / 1000))
 
@@ -132,7 +134,9 @@ class TimelineSlider(QSlider):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
-        if not (self._covered or self._heard or self._gaps) or self._duration <= 0:
+        if not (self._covered or self._heard or self._gaps or self._chapters):
+            return
+        if self._duration <= 0:
             return
         _, _, groove = self._track()
         y = min(self.height() - COVERED_HEIGHT, groove.bottom() + 3)
@@ -146,4 +150,17 @@ class TimelineSlider(QSlider):
             for start, end in ranges:
                 x0, x1 = self.x_of(start), self.x_of(end)
                 painter.fillRect(QRect(x0, top, max(1, x1 - x0), COVERED_HEIGHT), colour)
+        for start in self._chapters:  # a tick across the groove where each chapter starts
+            if 0 < start < self._duration:
+                x = self.x_of(start)
+                painter.fillRect(QRect(x, groove.top() - 2, 2, groove.height() + 4), CHAPTER_COLOUR)
         painter.end()
+
+    @property
+    def chapters(self) -> tuple[float, ...]:
+        return self._chapters
+
+    def set_chapters(self, starts: tuple[float, ...]) -> None:
+        """Chapter starts (seconds): drawn as ticks on the groove."""
+        self._chapters = tuple(starts)
+        self.update()

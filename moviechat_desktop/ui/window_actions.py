@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 
+from moviechat_desktop.timefmt import format_time
 from moviechat_desktop.ui import player_extras as extras
 
 if TYPE_CHECKING:
@@ -106,6 +107,8 @@ class WindowActions:
             self.aspect_menu.addAction(
                 aspect or "Default", lambda a=aspect: extras.set_aspect(player, a)
             )
+        self.chapter_menu = playback.addMenu("C&hapters")
+        self.chapter_menu.aboutToShow.connect(self.fill_chapter_menu)
         playback.addSeparator()
         self._player(playback, "Next film in the folder", lambda: w.open_sibling(1), "N")
         self._player(playback, "Previous film in the folder", lambda: w.open_sibling(-1), "P")
@@ -163,6 +166,21 @@ class WindowActions:
             action.triggered.connect(lambda _checked=False, t=track_id: choose(t))
         if not tracks:
             menu.addAction("(none in this film)").setEnabled(False)
+
+    def fill_chapter_menu(self) -> None:
+        """The film's chapters; the one playing is checked; a click goes there."""
+        menu, player = self.chapter_menu, self.window.player
+        menu.clear()
+        listed = extras.chapters(player)
+        hours = player.duration >= 3600
+        current = max((i for i, (s, _) in enumerate(listed) if s <= player.position), default=-1)
+        for index, (start, title) in enumerate(listed):
+            action = menu.addAction(f"{format_time(start, hours=hours)}  {title}")
+            action.setCheckable(True)
+            action.setChecked(index == current)
+            action.triggered.connect(lambda _checked=False, s=start: player.seek(s))
+        if not listed:
+            menu.addAction("(this film has no chapters)").setEnabled(False)
 
     def fill_audio_menu(self) -> None:
         player = self.window.player
