@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
@@ -173,56 +174,57 @@ def run_ask(args: argparse.Namespace) -> int:
             )
 
     assistant, info, status, timings = _open_and_encode(args, until_s=at_s, check=check)
-    _recognise_speech(assistant, info.duration_s if at_s is None else at_s, timings)
-    settings = assistant.generation_settings()
-    if args.greedy:
-        settings = dataclasses.replace(settings, greedy=True)
-    if args.max_new_tokens is not None:
-        settings = dataclasses.replace(settings, max_new_tokens=args.max_new_tokens)
-    mode = "global" if at_s is None else "breakpoint"
-    chunks = []
-    for chunk in assistant.ask(args.question, mode=mode, at_s=at_s, settings=settings):
-        chunks.append(chunk)
+    with contextlib.closing(assistant):  # releases the film's cache entry and files
+        _recognise_speech(assistant, info.duration_s if at_s is None else at_s, timings)
+        settings = assistant.generation_settings()
+        if args.greedy:
+            settings = dataclasses.replace(settings, greedy=True)
+        if args.max_new_tokens is not None:
+            settings = dataclasses.replace(settings, max_new_tokens=args.max_new_tokens)
+        mode = "global" if at_s is None else "breakpoint"
+        chunks = []
+        for chunk in assistant.ask(args.question, mode=mode, at_s=at_s, settings=settings):
+            chunks.append(chunk)
+            if not args.json:
+                sys.stdout.write(for_terminal(chunk, keep_newlines=True))
+                sys.stdout.flush()
+        answer_info = assistant.last_answer
         if not args.json:
-            sys.stdout.write(for_terminal(chunk, keep_newlines=True))
-            sys.stdout.flush()
-    answer_info = assistant.last_answer
-    if not args.json:
-        sys.stdout.write("\n")
-        return 0
-    # first_token_s: the decoder's first token; first_text_s: the first text shown (the
-    # streamer holds back what could still become the stop string, whitespace, half a
-    # character, so it can come much later)
-    timings["first_token_s"] = answer_info.first_token_s or 0.0
-    timings["first_text_s"] = answer_info.first_text_s or answer_info.answer_s
-    timings["answer_s"] = answer_info.answer_s
-    timings.update(answer_info.timings)
-    print(
-        json_for_terminal(
-            {
-                "answer": "".join(chunks).strip(),
-                "mode": mode,
-                "at_s": at_s,
-                "question": args.question,
-                "video": str(info.path),
-                "duration_s": info.duration_s,
-                "frames_sampled": status.frames_done,
-                "fragments_encoded": status.fragments_done,
-                "memory_frames": answer_info.memory_frames,
-                "cache_hit": assistant.cache_restored > 0,
-                "fragments_from_cache": assistant.cache_restored,
-                "device": assistant.device_label,
-                "engine": "server" if args.server else "local",
-                "greedy": settings.greedy,
-                "gaps": [list(g) for g in answer_info.gaps],
-                "dialogue_source": answer_info.dialogue_source,
-                "dialogue_lines": answer_info.dialogue_lines,
-                "prompt": answer_info.prompt,
-                "timings": {k: round(v, 4) for k, v in timings.items()},
-            },
+            sys.stdout.write("\n")
+            return 0
+        # first_token_s: the decoder's first token; first_text_s: the first text shown (the
+        # streamer holds back what could still become the stop string, whitespace, half a
+        # character, so it can come much later)
+        timings["first_token_s"] = answer_info.first_token_s or 0.0
+        timings["first_text_s"] = answer_info.first_text_s or answer_info.answer_s
+        timings["answer_s"] = answer_info.answer_s
+        timings.update(answer_info.timings)
+        print(
+            json_for_terminal(
+                {
+                    "answer": "".join(chunks).strip(),
+                    "mode": mode,
+                    "at_s": at_s,
+                    "question": args.question,
+                    "video": str(info.path),
+                    "duration_s": info.duration_s,
+                    "frames_sampled": status.frames_done,
+                    "fragments_encoded": status.fragments_done,
+                    "memory_frames": answer_info.memory_frames,
+                    "cache_hit": assistant.cache_restored > 0,
+                    "fragments_from_cache": assistant.cache_restored,
+                    "device": assistant.device_label,
+                    "engine": "server" if args.server else "local",
+                    "greedy": settings.greedy,
+                    "gaps": [list(g) for g in answer_info.gaps],
+                    "dialogue_source": answer_info.dialogue_source,
+                    "dialogue_lines": answer_info.dialogue_lines,
+                    "prompt": answer_info.prompt,
+                    "timings": {k: round(v, 4) for k, v in timings.items()},
+                },
+            )
         )
-    )
-    return 0
+        return 0
 
 
 def _check_answer_length(args: argparse.Namespace) -> None:
@@ -272,34 +274,35 @@ def run_encode(args: argparse.Namespace) -> int:
     from moviechat_desktop.cli_dialogue import recognise_speech
 
     assistant, info, status, timings = _open_and_encode(args)
-    speech_error = recognise_speech(assistant)  # when speech is the film's dialogue source
-    if speech_error:
-        msg = f"moviechat-desktop: speech recognition stopped: {for_terminal(speech_error)}"
-        print(msg, file=sys.stderr)
-    if args.json:
-        print(
-            json_for_terminal(
-                {
-                    "video": str(info.path),
-                    "duration_s": info.duration_s,
-                    "frames_sampled": status.frames_done,
-                    "fragments_encoded": status.fragments_done,
-                    "covered": status.covered,
-                    "gaps": status.gaps,
-                    "cache_hit": assistant.cache_restored > 0,
-                    "fragments_from_cache": assistant.cache_restored,
-                    "device": assistant.device_label,
-                    "timings": {k: round(v, 4) for k, v in timings.items()},
-                },
+    with contextlib.closing(assistant):  # releases the film's cache entry and files
+        speech_error = recognise_speech(assistant)  # when speech is the film's dialogue source
+        if speech_error:
+            msg = f"moviechat-desktop: speech recognition stopped: {for_terminal(speech_error)}"
+            print(msg, file=sys.stderr)
+        if args.json:
+            print(
+                json_for_terminal(
+                    {
+                        "video": str(info.path),
+                        "duration_s": info.duration_s,
+                        "frames_sampled": status.frames_done,
+                        "fragments_encoded": status.fragments_done,
+                        "covered": status.covered,
+                        "gaps": status.gaps,
+                        "cache_hit": assistant.cache_restored > 0,
+                        "fragments_from_cache": assistant.cache_restored,
+                        "device": assistant.device_label,
+                        "timings": {k: round(v, 4) for k, v in timings.items()},
+                    },
+                )
             )
-        )
-    else:
-        cached = assistant.cache_restored
-        note = f" ({cached} fragments from the cache)" if cached else ""
-        print(
-            f"encoded {status.frames_done} frames in {status.fragments_done} fragments "
-            f"of {for_terminal(info.path.name)} in {timings['encode_s']:.1f} s "
-            f"on {assistant.device_label}"
-            f"{note}"
-        )
-    return 0
+        else:
+            cached = assistant.cache_restored
+            note = f" ({cached} fragments from the cache)" if cached else ""
+            print(
+                f"encoded {status.frames_done} frames in {status.fragments_done} fragments "
+                f"of {for_terminal(info.path.name)} in {timings['encode_s']:.1f} s "
+                f"on {assistant.device_label}"
+                f"{note}"
+            )
+        return 0

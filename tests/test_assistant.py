@@ -159,8 +159,13 @@ def test_breakpoint_frames_come_from_one_reader_per_film(loaded, vtest_avi, monk
         assert (loaded.last_answer.mode, loaded.last_answer.at_s) == ("breakpoint", at)
     assert len(opened) == 1
     size = loaded.model.config.image_size
-    assert torch.equal(loaded._grabber.grab(40.0, size), video.frame_at(vtest_avi, 40.0, size))
-    loaded.open(vtest_avi)  # opening (another or the same) film closes it
-    assert loaded._grabber is None
-    list(loaded.ask("And now?", "breakpoint", 5.0, settings=GREEDY))
+    first = loaded._grabber
+    assert torch.equal(first.get().grab(40.0, size), video.frame_at(vtest_avi, 40.0, size))
+    # opening (another or the same) film closes the reader and opens the new film's in the
+    # background, before any question
+    loaded.open(vtest_avi)
+    assert loaded._grabber is not first and first._grabber is None
+    loaded._grabber.get()
     assert len(opened) == 3  # frame_at above opened one; the reopened film one more
+    list(loaded.ask("And now?", "breakpoint", 5.0, settings=GREEDY))
+    assert len(opened) == 3

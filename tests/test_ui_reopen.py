@@ -9,7 +9,8 @@ import time
 
 import pytest
 from PySide6.QtCore import Qt
-from ui_fixtures import FakeAssistant, test_settings
+from ui_fixtures import FakeAssistant
+from ui_fixtures import test_settings as fixture_settings
 
 from moviechat_desktop.engine.settings import load_settings
 from moviechat_desktop.engine.store.chat_history import ChatHistory, ChatRecord
@@ -64,7 +65,7 @@ def write_saved_state(path, sampling, covered=((0.0, 2.5),)):
 
 
 def test_read_saved_state_without_a_model(bikes_mp4):
-    settings = test_settings()
+    settings = fixture_settings()
     film_id = write_saved_state(bikes_mp4, settings.sampling)
     state = read_saved_state(bikes_mp4, settings.sampling)
     assert state.film_id == film_id and state.conversation_id == "c1"
@@ -100,7 +101,7 @@ def test_film_cache_root_is_the_one_previewed():
 def test_reopening_shows_the_saved_chat_and_watched_range_before_any_model(
     qtbot, make_main_window, bikes_mp4
 ):
-    settings = test_settings()
+    settings = fixture_settings()
     write_saved_state(bikes_mp4, settings.sampling)
     release = threading.Event()
     history = {str(bikes_mp4): saved_records(bikes_mp4.name)}
@@ -195,7 +196,7 @@ def test_always_continue_is_a_setting(qtbot, make_main_window, vtest_avi, bikes_
 def test_the_settings_dialog_has_always_continue(qtbot):
     from moviechat_desktop.ui.settings_dialog import SettingsDialog
 
-    settings = test_settings()
+    settings = fixture_settings()
     dialog = SettingsDialog(settings)
     qtbot.addWidget(dialog)
     assert not dialog.always_resume.isChecked() and dialog.always_resume.toolTip()

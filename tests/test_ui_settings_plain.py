@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMessageBox,
 )
-from ui_fixtures import FakeAssistant, test_settings
+from ui_fixtures import FakeAssistant
+from ui_fixtures import test_settings as fixture_settings
 
 from moviechat_desktop.engine.errors import WeightsMissing
 from moviechat_desktop.ui.settings_dialog import SettingsDialog
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def dialog(qtbot):
-    made = SettingsDialog(test_settings())
+    made = SettingsDialog(fixture_settings())
     qtbot.addWidget(made)
     made.show()
     qtbot.waitExposed(made)
@@ -103,7 +104,7 @@ def test_answers_only_changes_are_accepted_at_once(dialog):
 
 
 def test_restore_defaults_keeps_the_model_directory(qtbot, tmp_path):
-    settings = test_settings(model_dir=tmp_path)
+    settings = fixture_settings(model_dir=tmp_path)
     dialog = SettingsDialog(settings)
     qtbot.addWidget(dialog)
     dialog.show()
@@ -122,7 +123,9 @@ def test_model_not_found_opens_settings_not_the_download(qtbot, make_main_window
         def load_model(self):
             raise WeightsMissing(f"model directory not found: {missing}")
 
-    window = make_main_window(make_assistant=MissingDir, settings=test_settings(model_dir=missing))
+    window = make_main_window(
+        make_assistant=MissingDir, settings=fixture_settings(model_dir=missing)
+    )
     qtbot.waitUntil(lambda: window.status.model_state == "unavailable", timeout=10000)
     label = window.status.device_label
     assert f"Model: not found at {missing}" in label.text()
