@@ -139,6 +139,23 @@ def test_a_reconnecting_client_finds_the_memory_but_a_local_engine_does_not(
     local.close()
 
 
+def test_a_film_reopened_by_the_server_answers_in_the_clients_conversation(remote, http, bikes_mp4):
+    """A server that lost the film (a restart, another replica) reopens it on its latest saved
+    conversation; the client's new chat (nothing of it on disk yet) must still be the one
+    answered in — seen as a flaky follow-up answer after replicas were killed under Ray."""
+    remote.open(bikes_mp4)
+    remote.encode()
+    remote.new_conversation()
+    first = "".join(remote.ask("What happens?", settings=GREEDY))
+    remote.new_conversation()
+    fresh = remote.conversation_id
+    assert http.delete(f"/v1/films/{remote.film_id}", headers=auth()).json() == {"closed": True}
+    again = "".join(remote.ask("What happens?", settings=GREEDY))
+    assert remote.conversation_id == fresh
+    assert again == first, "answered as a follow-up of the older conversation"
+    assert [r.role for r in remote.conversation_records()] == ["user", "assistant"]
+
+
 def test_covers_and_breakpoints_before_the_moment_is_encoded(remote, bikes_mp4):
     remote.open(bikes_mp4)
     assert not remote.covers(5.0)

@@ -655,13 +655,14 @@ class Assistant:
         return all(i in done for i in range(needed + 1))
 
     # ------------------------------------------------------------------ questions
-    def new_conversation(self) -> None:
-        """Start a new conversation; earlier ones stay in the film's history."""
+    def new_conversation(self, conversation_id: str | None = None) -> None:
+        """Start a new conversation; earlier ones stay in the film's history. ``conversation_id``
+        names it (a client that started it elsewhere, e.g. before a server restart)."""
         from moviechat_desktop.engine.model.llm import Conversation
         from moviechat_desktop.engine.store.chat_history import new_conversation_id
 
         self._conversation = Conversation()
-        self._conversation_id = new_conversation_id()
+        self._conversation_id = conversation_id or new_conversation_id()
 
     @property
     def conversation(self) -> Conversation:
@@ -722,13 +723,7 @@ class Assistant:
     def generation_settings(self) -> GenerationSettings:
         from moviechat_desktop.engine.model.llm import GenerationSettings
 
-        g = self.settings.generation
-        return GenerationSettings(
-            greedy=g.greedy,
-            max_new_tokens=g.max_new_tokens,
-            top_p=g.top_p,
-            temperature=g.temperature,
-        )
+        return GenerationSettings.from_defaults(self.settings.generation)
 
     def ask(
         self,

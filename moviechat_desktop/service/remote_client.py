@@ -7,7 +7,8 @@ question carries the picture on screen at that moment. The server keeps the memo
 cache, under the film's fingerprint), the conversations and the model.
 
 A server that lost the film (restarted, another replica, evicted) answers 404: the client opens
-the film again (the memory comes back from the server's cache) and repeats the request once.
+the film again (the memory comes back from the server's cache) and repeats the request (a few
+times at most: see REOPEN_ATTEMPTS).
 Network trouble, a refused token and a server that dies mid-answer are ``ServerError``s with a
 one-line message. Owned by one thread; ``interrupt`` may come from another.
 """
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
     from moviechat_desktop.service.remote_frames import ClientFrames
 
 log = logging.getLogger(__name__)
+# A film the server lost is opened again and the request repeated: the reopen lands on one
+# replica, and right after a restart Serve may route the repeat to another that has not got the
+# film yet (affinity is a preference), so a few attempts, each opening it where it went.
+REOPEN_ATTEMPTS = 4
 
 TOKEN_FILE_NAME = "server-token"
 CONNECT_TIMEOUT_S = 10.0
@@ -134,14 +139,18 @@ class RemoteEngine:
         headers = kwargs.pop("headers", {})
         if self._film_id is not None:
             headers[wire.MULTIPLEX_HEADER] = self._film_id
-        try:
-            response = self._http.request(method, wire.API_PREFIX + path, headers=headers, **kwargs)
-        except httpx.HTTPError as err:
-            raise self._network_error(err) from None
-        if response.status_code == 404 and retry_open and _error_type(response) == "FilmNotOpen":
+        for attempt in range(1, REOPEN_ATTEMPTS + 1):
+            try:
+                response = self._http.request(
+                    method, wire.API_PREFIX + path, headers=headers, **kwargs
+                )
+            except httpx.HTTPError as err:
+                raise self._network_error(err) from None
+            lost = response.status_code == 404 and _error_type(response) == "FilmNotOpen"
+            if not (lost and retry_open and attempt < REOPEN_ATTEMPTS):
+                break
             log.info("the server lost the film: opening it again")
             self._reopen()
-            return self._request(method, path, retry_open=False, headers=headers, **kwargs)
         self._raise_for_status(response)
         return response
 
@@ -384,13 +393,7 @@ class RemoteEngine:
     def generation_settings(self) -> GenerationSettings:
         from moviechat_desktop.engine.model.llm import GenerationSettings
 
-        g = self.settings.generation
-        return GenerationSettings(
-            greedy=g.greedy,
-            max_new_tokens=g.max_new_tokens,
-            top_p=g.top_p,
-            temperature=g.temperature,
-        )
+        return GenerationSettings.from_defaults(self.settings.generation)
 
     def ask(
         self,
@@ -412,6 +415,8 @@ class RemoteEngine:
             "at_s": at_s,
             "record_question": record_question,
             "settings": None if settings is None else dataclasses.asdict(settings),
+            # the server answers in this conversation even if it reopened the film meanwhile
+            "conversation_id": self.conversation_id,
         }
         in_film = at_s is not None and -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S
         if mode == "breakpoint" and at_s is not None and in_film:  # else the server says why
@@ -462,7 +467,7 @@ class RemoteEngine:
             )
 
     def _open_stream(self, body: dict[str, Any]) -> httpx.Response:
-        for attempt in (1, 2):
+        for attempt in range(1, REOPEN_ATTEMPTS + 1):
             if self._stopped:
                 raise EngineStopped("the client is shutting down")
             request = self._http.build_request(
@@ -482,11 +487,11 @@ class RemoteEngine:
             response.read()
             response.close()
             lost = response.status_code == 404 and _error_type(response) == "FilmNotOpen"
-            if attempt == 1 and lost:
+            if lost and attempt < REOPEN_ATTEMPTS:
                 self._reopen()
                 continue
             self._raise_for_status(response)
-        raise ServerError("the server lost the film twice in a row")  # pragma: no cover
+        raise ServerError("the server kept losing the film")  # pragma: no cover
 
     def _finish_answer(self, done: Any, answer: AnswerInfo, start: float) -> None:
         answer.answer_s = time.perf_counter() - start

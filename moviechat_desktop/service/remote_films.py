@@ -191,6 +191,7 @@ class FilmService:
                 raise wire.WireError("frame must be a base64 JPEG") from None
             frame = wire.decode_image(data, assistant.model.config.image_size)
         generation = _generation_settings(body.get("settings"))
+        _follow_conversation(assistant, body.get("conversation_id"))
         answer = assistant.ask(
             question,
             mode=mode,
@@ -253,3 +254,19 @@ def _generation_settings(data: Any) -> Any:
         return wire.dataclass_from_wire(GenerationSettings, data)
     except ValueError as err:  # GenerationSettings.__post_init__
         raise wire.WireError(f"generation settings: {err}") from None
+
+
+def _follow_conversation(assistant: Any, wanted: Any) -> None:
+    """Answer in the conversation the client is in. Another replica, or this one after a
+    restart, may have reopened the film on its latest saved conversation, while the client
+    had started a new one (which has no message on disk yet) or chosen an earlier one."""
+    if wanted is None or wanted == assistant.conversation_id:
+        return
+    if not isinstance(wanted, str) or not 0 < len(wanted) <= 64:
+        raise wire.WireError("conversation_id must be a conversation's id")
+    if not all(c.isalnum() or c in "-_" for c in wanted):
+        raise wire.WireError("conversation_id must be a conversation's id")
+    if assistant.conversation_records(wanted):
+        assistant.open_conversation(wanted)
+    else:
+        assistant.new_conversation(wanted)

@@ -63,6 +63,16 @@ class GenerationSettings:
         if not 0 < self.top_p <= 1 or self.temperature <= 0 or self.repetition_penalty <= 0:
             raise ValueError("top_p must be in (0, 1]; temperature and repetition_penalty > 0")
 
+    @classmethod
+    def from_defaults(cls, defaults) -> GenerationSettings:
+        """The settings of the user's ``[generation]`` table (``settings.GenerationDefaults``)."""
+        return cls(
+            greedy=defaults.greedy,
+            max_new_tokens=defaults.max_new_tokens,
+            top_p=defaults.top_p,
+            temperature=defaults.temperature,
+        )
+
     @property
     def prompt_budget(self) -> int:
         """Positions left for the prompt and the video: ``max_length − max_new_tokens``."""
