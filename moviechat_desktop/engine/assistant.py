@@ -635,12 +635,9 @@ class Assistant:
 
     def encode(self, cancel: CancelToken | None = None, on_progress=None) -> EncodeStatus:
         """Encode every remaining fragment (blocking); ``on_progress(status)`` after each."""
-        status = self.status()
-        while not status.finished:
-            status = self.encode_step(cancel)
-            if on_progress is not None:
-                on_progress(status)
-        return status
+        from moviechat_desktop.engine.progress import encode_to_the_end
+
+        return encode_to_the_end(self, cancel, on_progress)
 
     @property
     def encode_seconds(self) -> float:

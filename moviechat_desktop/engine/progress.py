@@ -54,3 +54,14 @@ ProgressCallback = Callable[[Progress], None]
 
 def no_progress(_: Progress) -> None:
     """A progress callback that ignores everything."""
+
+
+def encode_to_the_end(engine, cancel: CancelToken | None = None, on_progress=None):
+    """Call ``engine.encode_step(cancel)`` until ``engine.status().finished``;
+    ``on_progress(status)`` after each step. Shared by the Assistant and the remote client."""
+    status = engine.status()
+    while not status.finished:
+        status = engine.encode_step(cancel)
+        if on_progress is not None:
+            on_progress(status)
+    return status
