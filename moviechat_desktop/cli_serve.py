@@ -138,6 +138,20 @@ def public_address(host: str) -> str:
         return socket.gethostname()
 
 
+def _stdout_for_the_ready_line_only() -> Any:
+    """A private handle on standard output, with file descriptor 1 pointed at standard error.
+
+    Ray writes its own lines (its workers' logs, ``(raylet) ...`` notices) to the driver's
+    standard output at any time, even before the server is up: seen in CI as the first line
+    a script reading ``serving on ...`` got. From here on, anything written to fd 1 or
+    ``sys.stdout`` goes to standard error, and standard output carries only the ready line.
+    """
+    sys.stdout.flush()
+    ready_out = os.fdopen(os.dup(1), "w", encoding="utf-8", closefd=True)
+    os.dup2(2, 1)
+    return ready_out
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from moviechat_desktop.service.remote_client import default_token_file
 
@@ -160,6 +174,7 @@ def run_serve(args: argparse.Namespace) -> int:
             "the server; it speaks plain HTTP (put a TLS reverse proxy in front, see README)",
             file=sys.stderr,
         )
+    ready_out = _stdout_for_the_ready_line_only()
     stop = threading.Event()
     starting = [True]
 
@@ -184,7 +199,8 @@ def run_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         previous_int = signal.signal(signal.SIGINT, on_signal)
         try:
-            print(f"serving on http://{public_address(args.host)}:{args.port}", flush=True)
+            print(f"serving on http://{public_address(args.host)}:{args.port}", file=ready_out)
+            ready_out.flush()
             while not stop.wait(1.0):
                 pass
         except KeyboardInterrupt:

@@ -334,3 +334,28 @@ def test_server_errors_become_one_line(http, token_file):
         "freed_bytes",
         "kept_in_use",
     }
+
+
+def test_serve_stdout_carries_only_the_ready_line():
+    """Ray prints its own notices to the driver's stdout (seen in CI as the first line a
+    script read); after the switch they reach stderr and stdout has only the ready line."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, subprocess, sys\n"
+        "from moviechat_desktop.cli_serve import _stdout_for_the_ready_line_only\n"
+        "ready = _stdout_for_the_ready_line_only()\n"
+        "print('(raylet) a notice from Ray')\n"
+        "os.write(1, b'a write to fd 1\\n')\n"
+        "subprocess.run([sys.executable, '-c', 'print(\"a child process\")'], check=True)\n"
+        "print('serving on http://127.0.0.1:1', file=ready)\n"
+        "ready.flush()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "serving on http://127.0.0.1:1\n"
+    for line in ("(raylet) a notice from Ray", "a write to fd 1", "a child process"):
+        assert line in done.stderr

@@ -187,7 +187,8 @@ class MainWindow(QMainWindow):
         w.model_loaded.connect(lambda _label: c.set_model_ready(True))
         w.model_unavailable.connect(lambda _report: c.set_model_ready(True))
         w.model_loaded.connect(self.status.model_ready)
-        w.model_unavailable.connect(self.status.model_unavailable)
+        # one slot: the status field's plain text and the missing-folder link are set together
+        # (two queued slots let a test, or a repaint, see the plain text in between)
         w.model_unavailable.connect(self._model_unavailable)
         w.model_loaded.connect(lambda _label: self._model_unavailable(None))
         self.status.device_label.linkActivated.connect(lambda _href: self._model_help())
@@ -376,6 +377,9 @@ class MainWindow(QMainWindow):
         """A model directory set in Settings that is not there is fixed in Settings, not by
         downloading: the status field and the chat's button say so and open Settings."""
         from html import escape
+
+        if report is not None:
+            self.status.model_unavailable(report)
 
         folder = self.settings.model.model_dir
         missing = (
