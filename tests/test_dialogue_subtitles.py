@@ -81,6 +81,23 @@ def test_webvtt_cue_timestamps_inside_text_are_removed():
     assert texts == ["When the moon hits your eye", "Like a big-a pizza pie", "That's amore"]
 
 
+def test_webvtt_voice_tags_name_the_speaker(tmp_path):
+    """pysubs2 drops tags it does not know, <v Name> with them: the speaker was lost."""
+    vtt = tmp_path / "voices.vtt"
+    vtt.write_text(
+        "WEBVTT\n\n00:00:01.000 --> 00:00:03.000\n<v Marla>Hello <i>there</i></v>\n\n"
+        "00:00:04.000 --> 00:00:05.000\n<v.loud Tyler Durden>Fight! <3\n\n"
+        "00:00:06.000 --> 00:00:07.000\nNobody speaks here.\n",
+        encoding="utf-8",
+    )
+    lines = read_subtitle_file(vtt).lines
+    assert [(line.speaker, line.text) for line in lines] == [
+        ("Marla", "Hello there"),
+        ("Tyler Durden", "Fight! <3"),
+        ("", "Nobody speaks here."),
+    ]
+
+
 def test_real_srt_with_font_colours_and_bom_vtt():
     french = read_subtitle_file(DATA / "styles_colours.srt").lines
     assert french[0].text == "Musique douce"

@@ -158,7 +158,11 @@ def parse_text(
     if not text.strip():
         raise DialogueError(f"{name} is empty")
     try:
-        subs = pysubs2.SSAFile.from_string(text, format_=format_hint, fps=fps)
+        fmt = format_hint or pysubs2.formats.autodetect_format(text)
+        # SubRip/WebVTT: keep the tags pysubs2 does not know (WebVTT's <v Speaker>, which
+        # ``clean_text`` reads and removes); its default drops them with the speaker's name
+        keep = {"keep_unknown_html_tags": True} if fmt in ("srt", "vtt") else {}
+        subs = pysubs2.SSAFile.from_string(text, format_=fmt, fps=fps, **keep)
     except pysubs2.exceptions.FormatAutodetectionError as err:
         raise DialogueError(
             f"{name} is not in a subtitle format that can be read "
