@@ -187,9 +187,12 @@ def test_a_stopped_answer_keeps_its_question_but_not_in_the_prompt(reference_dir
     assistant.close()
     reopened = _opened(reference_dir, clip)
     assert [t.question for t in reopened.conversation.turns] == ["Who is there?"]
-    roles = [r.role for r in reopened.conversation_records()]
-    assert roles == ["user", "user", "assistant"]
-    assert "_(no answer)_" in reopened.export_markdown()
+    records = reopened.conversation_records()
+    assert [(r.role, r.stopped) for r in records] == [
+        ("user", False), ("assistant", True), ("user", False), ("assistant", False),
+    ]  # fmt: skip
+    assert records[1].text == "", "stopped before its first word: saved empty, marked stopped"
+    assert "_(stopped)_" in reopened.export_markdown()
 
 
 def test_keep_history_false_records_nothing(reference_dir, clip):

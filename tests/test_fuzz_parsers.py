@@ -170,6 +170,11 @@ chat_fields = st.fixed_dictionaries(
         "timestamp": json_values,
         "film": json_values,
         "settings": json_values,
+        "id": st.sampled_from(["m1", "L3", ""]) | json_values,
+        "replaces": st.sampled_from(["m1", "L3", None]) | json_values,
+        "stopped": st.booleans() | json_values,
+        "coverage": st.sampled_from(["Answered from 5% of the film (up to 00:00:03)."])
+        | json_values,
     },
 )
 

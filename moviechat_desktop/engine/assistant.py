@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoDecodeError, VideoError
+from moviechat_desktop.engine.errors import (
+    Cancelled,
+    MovieChatError,
+    NotReady,
+    VideoDecodeError,
+    VideoError,
+)
 from moviechat_desktop.engine.memory.gaps import DecodeGaps
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings, load_settings
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
         SamplingPlan,
         VideoInfo,
     )
+    from moviechat_desktop.engine.video.reference_frames import ReferenceFrameReader
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,12 @@ class AnswerInfo:
     turns_dropped: int = 0  # earlier turns left out of the prompt for room
     prompt: str = ""  # the text given to the decoder, with the video placeholder
     gaps: tuple[tuple[float, float], ...] = ()  # damaged parts the answer could not see
+    # the chat history's ids of the question and of the answer (None when not saved), whether
+    # the answer was stopped, and the coverage note of a whole-film answer from part of it
+    question_id: str | None = None
+    answer_id: str | None = None
+    stopped: bool = False
+    coverage: str = ""
 
 
 class Assistant:
@@ -125,7 +138,8 @@ class Assistant:
         self._video: VideoInfo | None = None
         self._plan: SamplingPlan | None = None
         self._memory: FilmMemory | None = None
-        self._decoder: FrameDecoder | None = None
+        # the plan's frames: exact (FrameDecoder) or nearest reference pictures (plan_reader.py)
+        self._decoder: FrameDecoder | ReferenceFrameReader | None = None
         # breakpoint frames: a full-size reader opened in the background when a film opens
         self._grabber: GrabberOpener | None = None
         self._gaps = DecodeGaps()  # fragments that could not be decoded (memory/gaps.py)
@@ -371,12 +385,15 @@ class Assistant:
         mode: str,
         at_s: float | None,
         settings: GenerationSettings | None = None,
-    ) -> None:
+        **v2: Any,
+    ) -> str | None:
+        """Save one message (``v2``: ``replaces``, ``stopped``, ``coverage``); its id."""
         if self._store is not None and self._conversation_id is not None:
             extra = None if settings is None else dataclasses.asdict(settings)
-            self._store.record(
-                self._conversation_id, role, text, mode=mode, at_s=at_s, settings=extra
+            return self._store.record(
+                self._conversation_id, role, text, mode=mode, at_s=at_s, settings=extra, **v2
             )
+        return None
 
     @property
     def film_id(self) -> str | None:
@@ -483,6 +500,13 @@ class Assistant:
         """The open film's subtitle streams (``.text`` False for bitmap ones), ffprobe's order."""
         return [] if self._dialogue is None else list(self._dialogue.tracks())
 
+    def use_dialogue(self, film_dialogue: Any) -> None:
+        """Take the open film's dialogue from ``film_dialogue`` (``FilmDialogue``'s methods):
+        a film opened with ``open_uploaded`` on a server, whose client sends the dialogue
+        (``service/served_dialogue.py``)."""
+        self._require_film()
+        self._dialogue = film_dialogue
+
     def dialogue_step(self, cancel: CancelToken | None = None) -> bool:
         """Recognise the next ~30 s of speech when speech is the source; False when none left.
 
@@ -564,7 +588,7 @@ class Assistant:
 
     def encode_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
         """Encode the next fragment not yet in memory; return the new status."""
-        from moviechat_desktop.engine.video.frames import FrameDecoder
+        from moviechat_desktop.engine.video.plan_reader import open_plan_reader
 
         info, plan = self._require_film()
         if self.frame_transport is not None:
@@ -577,7 +601,8 @@ class Assistant:
         model = self.model
         start = time.perf_counter()
         if self._decoder is None:
-            self._decoder = FrameDecoder(info.path, size=model.config.image_size)
+            exact = self.settings.sampling.exact_frames
+            self._decoder = open_plan_reader(info, model.config.image_size, exact)
         fragment = plan.fragments[index]
         try:
             frames = self._decoder.decode(fragment.frame_indices)  # (n, S, S, 3) uint8
@@ -706,15 +731,22 @@ class Assistant:
         return self.dialogue
 
     def _prompt_for(
-        self, question: str, mode: str, at_s: float | None, generation: GenerationSettings
+        self,
+        question: str,
+        mode: str,
+        at_s: float | None,
+        generation: GenerationSettings,
+        conversation: Conversation | None = None,
     ) -> tuple[Dialogue, BuiltPrompt]:
-        """The film's dialogue and the prompt for ``question`` within the decoder's budget
-        (``PromptTooLong`` when it cannot fit): cheap, no video work."""
+        """The film's dialogue and the prompt for ``question`` after ``conversation`` (default:
+        the current one) within the decoder's budget (``PromptTooLong`` when it cannot fit):
+        cheap, no video work."""
         from moviechat_desktop.engine.dialogue.selection import candidate_lines
 
         dialogue = self._question_dialogue()
         lines = candidate_lines(dialogue, question, mode, at_s)
-        prompt = self.model.build_prompt(self.conversation, question, generation, lines)
+        context = self.conversation if conversation is None else conversation
+        prompt = self.model.build_prompt(context, question, generation, lines)
         return dialogue, prompt
 
     def generation_settings(self) -> GenerationSettings:
@@ -742,11 +774,135 @@ class Assistant:
         process died before answering it and it is asked again): only the answer is saved.
         ``frame``: the breakpoint picture, already squashed to the model's input size
         (``(S, S, 3)`` uint8), when the film file is elsewhere (``open_uploaded``).
+        A stopped answer (``Cancelled``, or the caller closing the stream) is saved with the
+        text written so far, marked stopped; it stays out of the model's context.
         """
+        yield from self._answer(
+            question, mode, at_s, settings, cancel, record_question=record_question, frame=frame
+        )
+
+    def regenerate(
+        self,
+        question_id: str,
+        settings: GenerationSettings | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        frame: Any = None,
+    ) -> Iterator[str]:
+        """Answer question ``question_id`` of the current conversation again (same mode and
+        time), streaming. The new answer replaces the old one on the conversation's branch
+        (both stay in the history); the turns after it drop out of the branch and of the
+        model's context, which is the branch up to the question. ``NotReady`` when the
+        question is not on the current branch or the history is off."""
+        from moviechat_desktop.engine.store.chat_history import to_conversation
+
+        branch, index = self._question_on_branch(question_id)
+        question = branch[index]
+        after = branch[index + 1] if index + 1 < len(branch) else None
+        options: dict[str, Any] = {"question_id": question.id}
+        if after is not None and after.role == "assistant":
+            options["replaces_answer"] = after.id
+            options["record_question"] = False
+        elif after is None:  # its answer was never saved: answer it now
+            options["record_question"] = False
+        else:  # unanswered, with turns after it: ask it again in its place
+            options["replaces_question"] = question.id
+        yield from self._answer(
+            question.text,
+            question.mode,
+            question.at_s,
+            settings,
+            cancel,
+            frame=frame,
+            context=to_conversation(branch[:index]),
+            **options,
+        )
+
+    def edit_question(
+        self,
+        question_id: str,
+        text: str,
+        settings: GenerationSettings | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        frame: Any = None,
+    ) -> Iterator[str]:
+        """Ask ``text`` in place of question ``question_id`` of the current conversation (its
+        mode and time are kept), streaming the answer. The edited question replaces the old
+        one on the branch (both stay in the history); the old question's answer and the turns
+        after it drop out of the branch and of the model's context. ``NotReady`` as for
+        ``regenerate``."""
+        from moviechat_desktop.engine.store.chat_history import to_conversation
+
+        branch, index = self._question_on_branch(question_id)
+        old = branch[index]
+        yield from self._answer(
+            text,
+            old.mode,
+            old.at_s,
+            settings,
+            cancel,
+            frame=frame,
+            context=to_conversation(branch[:index]),
+            replaces_question=old.id,
+        )
+
+    def _question_on_branch(self, question_id: str) -> tuple[list[ChatRecord], int]:
+        """The current conversation's branch and the index of question ``question_id`` on it
+        (or of the question that replaced it since)."""
+        from moviechat_desktop.engine.store.chat_history import current_branch, find_on_branch
+
+        self._require_film()
+        if self._store is None or self._store.history is None:
+            raise NotReady("regenerating or editing needs the chat history, which is off")
+        if not isinstance(question_id, str) or not question_id:
+            raise MovieChatError("no question was named")
+        records = self.conversation_records()
+        branch = current_branch(records)
+        index = find_on_branch(branch, question_id, records)
+        if index < 0 or branch[index].role != "user":
+            raise NotReady("that question is not part of the current conversation")
+        return branch, index
+
+    def _coverage(self, mode: str) -> str:
+        """The coverage note of a whole-film answer while the film is partly watched."""
+        from moviechat_desktop.engine.store.chat_history import coverage_note
+
+        status = self.status()
+        if mode != "global" or status.finished or status.fragments_total == 0:
+            return ""
+        watched = status.covered[0][1] if status.covered and status.covered[0][0] <= 0.5 else 0.0
+        return coverage_note(status.fraction, watched)
+
+    def _last_question_id(self) -> str | None:
+        """The id of the current branch's last question (asked again after a crash)."""
+        from moviechat_desktop.engine.store.chat_history import current_branch
+
+        branch = current_branch(self.conversation_records())
+        return next((r.id for r in reversed(branch) if r.role == "user"), None)
+
+    def _answer(
+        self,
+        question: str,
+        mode: str,
+        at_s: float | None,
+        settings: GenerationSettings | None,
+        cancel: CancelToken | None,
+        *,
+        record_question: bool = True,
+        frame: Any = None,
+        context: Conversation | None = None,
+        question_id: str | None = None,
+        replaces_question: str | None = None,
+        replaces_answer: str | None = None,
+    ) -> Iterator[str]:
+        """``ask``'s work; ``context`` the turns the answer follows (default: the current
+        conversation), ``replaces_*`` what the new question or answer replaces."""
         import torch
 
         from moviechat_desktop.engine.video.frames import format_time
 
+        self.last_answer = AnswerInfo(mode=mode, at_s=at_s)
         question = question.strip()
         if not question:
             raise MovieChatError("the question is empty")
@@ -781,7 +937,8 @@ class Assistant:
         # The budget is checked before any video work (PromptTooLong).
         generation = settings or self.generation_settings()
         t0 = time.perf_counter()
-        dialogue, prompt = self._prompt_for(question, mode, at_s, generation)
+        conversation = self.conversation if context is None else context
+        dialogue, prompt = self._prompt_for(question, mode, at_s, generation, conversation)
         timings["prompt_s"] = time.perf_counter() - t0
         with torch.inference_mode():
             if mode == "global":
@@ -811,10 +968,15 @@ class Assistant:
         info_out.turns_dropped = prompt.turns_dropped
         info_out.prompt = prompt.text
         info_out.gaps = self._gaps.ranges(until_s=at_s)
+        info_out.coverage = coverage = self._coverage(mode)
         self.last_answer = info_out
-        conversation = self.conversation
+        self._conversation = conversation  # the branch this answer continues
         if record_question:
-            self._record("user", question, mode, at_s)
+            info_out.question_id = self._record(
+                "user", question, mode, at_s, replaces=replaces_question
+            )
+        else:
+            info_out.question_id = question_id or self._last_question_id()
         streams: list[Any] = []
         stream = model.stream_answer(
             visual,
@@ -832,12 +994,26 @@ class Assistant:
                 info_out.first_token_s = first_at - start
             info_out.tokens = len(streams[0].token_ids) if streams else 0
 
-        for chunk in stream:
-            if info_out.first_text_s is None:
-                info_out.first_text_s = time.perf_counter() - start
-            token_times()
-            info_out.chunks += 1
-            yield chunk
+        written: list[str] = []
+        try:
+            for chunk in stream:
+                if info_out.first_text_s is None:
+                    info_out.first_text_s = time.perf_counter() - start
+                token_times()
+                info_out.chunks += 1
+                written.append(chunk)
+                yield chunk
+        except (Cancelled, GeneratorExit):  # stopped: keep what was written, marked so
+            info_out.stopped = True
+            info_out.answer_s = time.perf_counter() - start
+            info_out.answer_id = self._record(
+                "assistant", "".join(written).strip(), mode, at_s, generation,
+                replaces=replaces_answer, stopped=True, coverage=coverage,
+            )  # fmt: skip
+            raise
         info_out.answer_s = time.perf_counter() - start
         token_times()
-        self._record("assistant", conversation.turns[-1].answer, mode, at_s, generation)
+        info_out.answer_id = self._record(
+            "assistant", conversation.turns[-1].answer, mode, at_s, generation,
+            replaces=replaces_answer, coverage=coverage,
+        )  # fmt: skip

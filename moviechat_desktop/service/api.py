@@ -164,6 +164,28 @@ class EngineClient(Protocol):
         """
         ...
 
+    def regenerate(
+        self,
+        question_id: str,
+        settings: GenerationSettings | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[str]:
+        """Answer the current conversation's question ``question_id`` (a ``ChatRecord.id``)
+        again, streaming; the new answer replaces the old one on the conversation's branch and
+        the model's context is the branch up to that question (``chat_history``)."""
+        ...
+
+    def edit_question(
+        self,
+        question_id: str,
+        text: str,
+        settings: GenerationSettings | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[str]:
+        """Ask ``text`` in place of question ``question_id`` (same mode and time), streaming;
+        the old question and what followed it leave the branch (they stay in the history)."""
+        ...
+
     def new_conversation(self) -> None: ...
 
     def open_conversation(self, conversation_id: str) -> None: ...

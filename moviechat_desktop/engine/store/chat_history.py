@@ -2,20 +2,41 @@
 
 One JSON Lines file per film in the user data dir, named by the film's content fingerprint (so
 a renamed or moved film keeps its chats): ``~/.local/share/moviechat-desktop/chats/<fp>.jsonl``.
-Each line is one message::
+Each line is one message. Version 1 (written up to this version, still read)::
 
     {"v": 1, "conversation": "…", "role": "user", "text": "What is he holding?",
      "mode": "breakpoint", "at_s": 4350.0, "timestamp": 1763800000.5, "film": "Film.mkv"}
+
+Version 2 (written from this version on; read beside version 1, in the same file) has the same
+fields plus:
+
+- ``id`` (required, text, at most 200 characters): the message's own id. A version-1 message
+  has none; it is known as ``"L<line number>"`` (its line in the file, stable because the file
+  is only ever appended to).
+- ``replaces`` (optional, an id): this message replaces an earlier one of its conversation:
+  an edited question replaces the question, a regenerated answer the answer. Both stay in the
+  file; the *current branch* (``current_branch``) replays the messages in file order and, at a
+  message that replaces another, drops the replaced one and everything after it on the branch.
+  A replaced message that is no longer on the branch is followed to what replaced it (an edit
+  sent twice after a crash replaces the first copy).
+- ``stopped`` (optional, answers only, true or absent): the user stopped the answer; ``text``
+  is what was written until then (possibly empty).
+- ``coverage`` (optional, answers only, text of at most 500 characters): a whole-film answer
+  given from part of the film says so, e.g. "Answered from 47% of the film (up to 00:14:02)."
+
+The model's context follows the current branch only, without stopped answers
+(``to_conversation``); the window and the Markdown export show the current branch.
 
 An answer's line also holds the generation settings it was made with. Lines are only ever
 appended, one ``write`` + ``fsync`` each (``atomic_io.append_line``): a crash loses at most the
 message being written. When reading, every line is validated field by field (types, ranges,
 sizes: ``ChatRecord.from_json``); a last line cut short is skipped, and any other bad line (not
-JSON, nested too deeply, a wrong type, a timestamp no clock can show…) is copied once to a
-side file ``<fp>.jsonl.rejected`` with one warning, then skipped on every read. The history
-itself is never rewritten; every other message is kept and the film stays usable. A
-conversation is the messages sharing an id; "New conversation" starts a new id, and the old
-ones stay in the file, listed.
+JSON, nested too deeply, a wrong type, a timestamp no clock can show, a version-2 line with a
+bad ``id``/``replaces``/``stopped``/``coverage``…) is copied once to a side file
+``<fp>.jsonl.rejected`` with one warning, then skipped on every read. The history itself is
+never rewritten; every other message is kept and the film stays usable. A conversation is the
+messages sharing an id; "New conversation" starts a new id, and the old ones stay in the file,
+listed.
 
 Torch-free (the ``Conversation`` class is imported only by ``to_conversation``).
 """
@@ -27,7 +48,7 @@ import logging
 import math
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +60,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HISTORY_FORMAT = 1
+HISTORY_FORMAT = 2  # what this version writes
+READ_FORMATS = (1, 2)  # what it reads
 ROLES = ("user", "assistant")
 MODES = ("global", "breakpoint")
 REJECTED_SUFFIX = ".rejected"
@@ -51,6 +73,8 @@ MAX_FILM_SECONDS = 10_000_000.0  # ~115 days: no film is longer
 MAX_TIMESTAMP = 32_503_680_000.0  # the year 3000: any clock (and datetime, in any zone) shows it
 MAX_SETTINGS = 64
 MAX_SETTING_CHARS = 1000
+MAX_NOTE_CHARS = 500
+LINE_ID_PREFIX = "L"  # a version-1 message's id: "L" + its line number
 
 
 def default_history_root() -> Path:
@@ -60,6 +84,19 @@ def default_history_root() -> Path:
 def new_conversation_id() -> str:
     """A new id; ids sort by creation time."""
     return f"{time.time_ns():016x}-{secrets.token_hex(4)}"
+
+
+def new_message_id() -> str:
+    """A new message id (never of the ``L<n>`` form of version-1 messages)."""
+    return f"m{time.time_ns():016x}-{secrets.token_hex(3)}"
+
+
+def coverage_note(fraction: float, watched_s: float) -> str:
+    """What a whole-film answer given from part of the film says (stored with it)."""
+    from moviechat_desktop.timefmt import format_time
+
+    percent = min(99, max(0, round(100 * fraction)))
+    return f"Answered from {percent}% of the film (up to {format_time(watched_s, hours=True)})."
 
 
 @dataclass(frozen=True)
@@ -74,20 +111,40 @@ class ChatRecord:
     timestamp: float  # when the message was complete, seconds since the epoch
     film: str = ""  # the film's file name at the time
     settings: dict[str, Any] | None = None  # generation settings of an answer
+    # version 2 (module docstring)
+    # "" only for a message made in memory; not compared (a message read back equals the one
+    # written, whatever id its file gave it)
+    id: str = field(default="", compare=False)
+    replaces: str | None = None  # the id of the message this one replaces
+    stopped: bool = False  # an answer the user stopped: ``text`` is the part written
+    coverage: str = ""  # "Answered from 47% of the film (up to 00:14:02)."
 
     def to_json(self) -> dict[str, Any]:
+        """The line's object: version 2 (``ValueError`` without an ``id``), or version 1
+        for a message made without an id and without any version-2 field."""
         data = {"v": HISTORY_FORMAT, **asdict(self)}
-        if data["settings"] is None:
-            del data["settings"]
+        for key, empty in (("settings", None), ("replaces", None), ("stopped", False),
+                           ("coverage", "")):  # fmt: skip
+            if data[key] == empty:
+                del data[key]
+        if not self.id:
+            if any(key in data for key in ("replaces", "stopped", "coverage")):
+                raise ValueError("a version-2 message needs an id")
+            data["v"] = 1
+            del data["id"]
         return data
 
     @classmethod
     def from_json(cls, data: Any) -> ChatRecord:
         """Inverse of ``to_json``; ``ValueError`` naming the first bad field when ``data`` is
         not a valid message (every field is checked: type, range, size)."""
-        if not isinstance(data, dict) or data.get("v") != HISTORY_FORMAT:
-            raise ValueError("not a version-1 chat message")
+        version = data.get("v") if isinstance(data, dict) else None
+        if isinstance(version, bool) or version not in READ_FORMATS:
+            raise ValueError("not a version-1 or version-2 chat message")
         at_s = data.get("at_s")
+        extra: dict[str, Any] = {}
+        if version == 2:
+            extra = _version_two(data)
         return cls(
             conversation=_text(data, "conversation", MAX_ID_CHARS, empty=False),
             role=_choice(data, "role", ROLES),
@@ -97,7 +154,27 @@ class ChatRecord:
             timestamp=_number(data, "timestamp", MAX_TIMESTAMP),
             film=_text(data, "film", MAX_FILM_CHARS) if "film" in data else "",
             settings=_settings(data.get("settings")),
+            **extra,
         )
+
+
+def _version_two(data: dict[str, Any]) -> dict[str, Any]:
+    """The version-2 fields of a line, checked (module docstring)."""
+    extra: dict[str, Any] = {"id": _text(data, "id", MAX_ID_CHARS, empty=False)}
+    if data.get("replaces") is not None:
+        extra["replaces"] = _text(data, "replaces", MAX_ID_CHARS, empty=False)
+    answer = data.get("role") == "assistant"
+    if "stopped" in data:
+        if not isinstance(data["stopped"], bool):
+            raise ValueError("stopped is not true or false")
+        if data["stopped"] and not answer:
+            raise ValueError("stopped is only for answers")
+        extra["stopped"] = data["stopped"]
+    if "coverage" in data:
+        extra["coverage"] = _text(data, "coverage", MAX_NOTE_CHARS)
+        if extra["coverage"] and not answer:
+            raise ValueError("coverage is only for answers")
+    return extra
 
 
 def _text(data: dict[str, Any], key: str, limit: int, *, empty: bool = True) -> str:
@@ -193,9 +270,13 @@ class ChatHistory:
             if not line.strip():
                 continue
             try:
-                records.append(parse_line(line))
+                record = parse_line(line)
             except ValueError as err:
                 rejected.append((number, line, str(err)))
+                continue
+            if not record.id:  # version 1: known by its line
+                record = replace(record, id=f"{LINE_ID_PREFIX}{number}")
+            records.append(record)
         if rejected:
             self._set_aside(rejected)
         return records
@@ -264,7 +345,8 @@ def summarize(records: list[ChatRecord]) -> list[ConversationSummary]:
     for record in records:
         groups.setdefault(record.conversation, []).append(record)
     summaries = []
-    for cid, messages in groups.items():
+    for cid, written in groups.items():
+        messages = current_branch(written)
         question = next((m.text for m in messages if m.role == "user"), "")
         title = " ".join(question.split())
         summaries.append(
@@ -279,18 +361,59 @@ def summarize(records: list[ChatRecord]) -> list[ConversationSummary]:
     return sorted(summaries, key=lambda s: (s.started, s.id))
 
 
+def current_branch(records: list[ChatRecord]) -> list[ChatRecord]:
+    """The messages of one conversation as they stand after every edit and regeneration
+    (module docstring): replayed in file order, a message that ``replaces`` another drops that
+    one and everything after it on the branch; the ones it replaced stay in the file."""
+    branch: list[ChatRecord] = []
+    position: dict[str, int] = {}  # id → index on the branch
+    replaced_by: dict[str, str] = {}
+    for record in records:
+        if record.replaces is not None:
+            target, seen = record.replaces, set()
+            while target not in position and target in replaced_by and target not in seen:
+                seen.add(target)
+                target = replaced_by[target]
+            if target in position:
+                cut = position[target]
+                for dropped in branch[cut:]:
+                    position.pop(dropped.id, None)
+                del branch[cut:]
+            if record.id:
+                replaced_by[record.replaces] = record.id
+        if record.id:
+            position[record.id] = len(branch)
+        branch.append(record)
+    return branch
+
+
+def find_on_branch(branch: list[ChatRecord], message_id: str, replaced: list[ChatRecord]) -> int:
+    """The index on ``branch`` of message ``message_id``, or of what replaced it since (an
+    operation repeated after a crash); -1 when it is on no branch. ``replaced`` is every
+    message of the conversation, to follow the replacements."""
+    ids = {record.id: index for index, record in enumerate(branch) if record.id}
+    replaced_by = {r.replaces: r.id for r in replaced if r.replaces is not None and r.id}
+    seen: set[str] = set()
+    while message_id not in ids and message_id in replaced_by and message_id not in seen:
+        seen.add(message_id)
+        message_id = replaced_by[message_id]
+    return ids.get(message_id, -1)
+
+
 def to_conversation(records: list[ChatRecord]) -> Conversation:
-    """The prompt-side ``Conversation`` of ``records``: each question with the answer that
-    follows it; a question left unanswered (stopped, failed, crashed) is not part of it."""
+    """The prompt-side ``Conversation`` of ``records``: the current branch's questions, each
+    with the answer that follows it; a question left unanswered (failed, crashed) or whose
+    answer was stopped is not part of it."""
     from moviechat_desktop.engine.model.llm import Conversation
 
     conversation = Conversation()
     question: str | None = None
-    for record in records:
+    for record in current_branch(records):
         if record.role == "user":
             question = record.text
         elif question is not None:
-            conversation.add(question, record.text)
+            if not record.stopped:
+                conversation.add(question, record.text)
             question = None
     return conversation
 
@@ -309,17 +432,28 @@ def _body(text: str) -> str:
 
 
 def export_markdown(conversation_records: list[ChatRecord], film_name: str) -> str:
-    """The conversation as Markdown: each message with who, its mode and breakpoint time, and
-    when it was written; an unanswered question is marked as such."""
+    """The conversation's current branch as Markdown: each message with who, its mode and
+    breakpoint time, and when it was written; an edited question and a regenerated answer are
+    marked, a stopped answer too (its partial text kept), an unanswered question as such, and
+    an answer given from part of the film carries its coverage note."""
+    branch = current_branch(conversation_records)
     out = [f"# Conversation about {film_name}", ""]
-    if conversation_records:
-        first = time.strftime("%Y-%m-%d %H:%M", time.localtime(conversation_records[0].timestamp))
-        out += [f"_Started {first}; {len(conversation_records)} messages._", ""]
-    for i, record in enumerate(conversation_records):
+    if branch:
+        first = time.strftime("%Y-%m-%d %H:%M", time.localtime(branch[0].timestamp))
+        out += [f"_Started {first}; {len(branch)} messages._", ""]
+    for i, record in enumerate(branch):
         who = "Question" if record.role == "user" else "Answer"
+        if record.replaces is not None:
+            who += " (edited)" if record.role == "user" else " (regenerated)"
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.timestamp))
-        out += [f"## {who} · {_where(record)} · {when}", "", _body(record.text.strip()), ""]
-        following = conversation_records[i + 1] if i + 1 < len(conversation_records) else None
+        out += [f"## {who} · {_where(record)} · {when}", ""]
+        text = _body(record.text.strip())
+        if record.stopped:
+            text = f"{text} _(stopped)_" if text else "_(stopped)_"
+        out += [text, ""]
+        if record.coverage:
+            out += [f"_{record.coverage}_", ""]
+        following = branch[i + 1] if i + 1 < len(branch) else None
         if record.role == "user" and (following is None or following.role != "assistant"):
             out += ["_(no answer)_", ""]
     return "\n".join(out).rstrip("\n") + "\n"

@@ -12,7 +12,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moviechat_desktop.engine.store.chat_history import ChatHistory, ChatRecord, new_conversation_id
+from moviechat_desktop.engine.store.chat_history import (
+    ChatHistory,
+    ChatRecord,
+    new_conversation_id,
+    new_message_id,
+)
 from moviechat_desktop.engine.store.fingerprint import (
     CacheKey,
     file_fingerprint,
@@ -135,10 +140,14 @@ class FilmStore:
         mode: str,
         at_s: float | None,
         settings: dict[str, Any] | None = None,
-    ) -> None:
-        """Append one message to the film's history; a disk error is logged, not raised."""
+        replaces: str | None = None,
+        stopped: bool = False,
+        coverage: str = "",
+    ) -> str | None:
+        """Append one message to the film's history (version 2: ``chat_history``); its id,
+        or None when there is no history. A disk error is logged, not raised."""
         if self.history is None:
-            return
+            return None
         record = ChatRecord(
             conversation=conversation_id,
             role=role,
@@ -148,6 +157,10 @@ class FilmStore:
             timestamp=time.time(),
             film=self.film_name,
             settings=settings,
+            id=new_message_id(),
+            replaces=replaces,
+            stopped=stopped,
+            coverage=coverage,
         )
         try:
             self.history.append(record)
@@ -156,6 +169,7 @@ class FilmStore:
             self.history_error = err.strerror or str(err)
         else:
             self.history_error = None
+        return record.id
 
     def close(self) -> None:
         if self.entry is not None:
