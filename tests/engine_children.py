@@ -86,6 +86,18 @@ class Scripted:
             on_progress(i)
         return n
 
+    def chatter(self, on_progress, cancel=None) -> int:
+        """Report progress without a pause until cancelled (the parent always has a message
+        waiting, as with a fast download's chunks)."""
+        sent = 0
+        deadline = time.monotonic() + 20
+        while cancel is not None and not cancel.cancelled and time.monotonic() < deadline:
+            on_progress(sent)
+            sent += 1
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        return sent
+
     def unsendable(self):
         return lambda: None
 

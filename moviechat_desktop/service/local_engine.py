@@ -216,10 +216,12 @@ class LocalEngine:
             except pickle.UnpicklingError as err:  # a class this process must not import
                 self._busy = False
                 raise RemoteError(f"the engine's reply cannot be read here: {err}") from err
+            # checked on every message too: a job that reports progress all the time (a
+            # download's chunks) must still get its cancel
+            if not cancel_sent and any(t.cancelled for t in tokens):
+                self._send(("cancel", call_id))
+                cancel_sent = True
             if message is None:
-                if not cancel_sent and any(t.cancelled for t in tokens):
-                    self._send(("cancel", call_id))
-                    cancel_sent = True
                 if not self._process.is_alive() and not self._conn.poll(0):
                     raise self._died()
                 if deadline is not None and time.monotonic() > deadline:

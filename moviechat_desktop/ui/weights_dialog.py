@@ -2,8 +2,10 @@
 
 One row per part (name, size, state, destination, progress bar, "Use local file…"), an overall
 bar with bytes, rate and time left, the free disk space, and Download/Resume, Verify, Cancel,
-"Use local files…" (a folder) and Close. The work runs in a ``DownloadWorker`` thread; closing
-the dialog cancels it (partial downloads are kept and resume next time).
+"Use local files…" (a folder) and Close. The work runs in a ``DownloadWorker`` thread, in a child
+process (the one-time ``.pth`` conversion and the tokenizer check need torch and transformers,
+which this process never imports); closing the dialog cancels it (partial downloads are kept
+and resume next time).
 """
 
 from __future__ import annotations
@@ -26,16 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from moviechat_desktop.engine.errors import MovieChatError
-from moviechat_desktop.engine.weights import (
-    Manifest,
-    PartStatus,
-    TransferProgress,
-    format_bytes,
-    free_bytes,
-    is_offline,
-    load_manifest,
-    weights_status,
-)
+from moviechat_desktop.engine.weights.manifest import Manifest, format_bytes, load_manifest
+from moviechat_desktop.engine.weights.status import PartStatus, weights_status
+from moviechat_desktop.engine.weights.store import free_bytes, is_offline
+from moviechat_desktop.engine.weights.transfer import TransferProgress
 from moviechat_desktop.workers.download_worker import DownloadWorker
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,12 @@
 """The weights jobs (download, import, verify) on a QThread, so the UI never waits on them.
 
-The engine reports progress through a plain callback on this thread; the worker keeps the
-latest ``TransferProgress`` of each part and emits them in batches, at most ten times a second
-(``progressed``). ``cancel()`` may be called from any thread: the engine stops within one
-chunk, ``cancelled`` is emitted and partial downloads are kept for a resume. The worker holds
-no reference to any widget; results and errors travel only through signals.
+Each job runs in a child process (``service.weights_child``): converting a ``.pth`` reads it
+with torch and verifying the decoder loads its tokenizer, and the GUI process never imports
+torch or transformers. The child's progress arrives through a plain callback on this thread;
+the worker keeps the latest ``TransferProgress`` of each part and emits them in batches, at
+most ten times a second (``progressed``). ``cancel()`` may be called from any thread: the job
+stops within one chunk, ``cancelled`` is emitted and partial downloads are kept for a resume.
+The worker holds no reference to any widget; results and errors travel only through signals.
 """
 
 from __future__ import annotations
@@ -19,17 +21,12 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from moviechat_desktop.engine.errors import Cancelled, MovieChatError
 from moviechat_desktop.engine.progress import CancelToken
-from moviechat_desktop.engine.weights import (
-    Manifest,
-    TransferProgress,
-    download_weights,
-    import_weights,
-    verify_weights,
-)
+from moviechat_desktop.engine.weights.manifest import Manifest
+from moviechat_desktop.engine.weights.transfer import TransferProgress
+from moviechat_desktop.service.weights_child import JOBS, run_weights_job
 
 log = logging.getLogger(__name__)
 
-JOBS = ("download", "import", "verify")
 MIN_INTERVAL_S = 0.1  # at most 10 progress signals per second
 
 
@@ -95,29 +92,14 @@ class DownloadWorker(QThread):
 
     def run(self) -> None:
         try:
-            if self.job == "download":
-                result: object = download_weights(
-                    self.part_ids,
-                    manifest=self.manifest,
-                    progress=self._on_progress,
-                    cancel=self._token,
-                )
-            elif self.job == "import":
-                part = self.part_ids[0] if self.part_ids else None
-                result = import_weights(
-                    self.path,
-                    part,
-                    manifest=self.manifest,
-                    progress=self._on_progress,
-                    cancel=self._token,
-                )
-            else:
-                result = verify_weights(
-                    self.part_ids,
-                    manifest=self.manifest,
-                    progress=self._on_progress,
-                    cancel=self._token,
-                )
+            result: object = run_weights_job(
+                self.job,
+                part_ids=self.part_ids,
+                path=self.path,
+                manifest=self.manifest,
+                progress=self._on_progress,
+                cancel=self._token,
+            )
         except Cancelled:
             self._flush()
             self.cancelled.emit()

@@ -21,17 +21,14 @@ from moviechat_desktop.engine.model.checkpoint_io import (
     CheckpointContents,
     read_checkpoint_contents,
 )
+from moviechat_desktop.engine.weights.status import converted_name
 from moviechat_desktop.engine.weights.store import fsync_replace
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-
-def converted_name(filename: str) -> str:
-    """``eva_vit_g.pth`` → ``eva_vit_g.safetensors``."""
-    return Path(filename).stem + ".safetensors"
+__all__ = ["SKIPPED_KEY", "convert_checkpoint", "converted_name", "save_safetensors"]
 
 
 SKIPPED_KEY = "skipped"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from moviechat_desktop.engine.errors import CheckpointMismatch, WeightsCorrupt, WeightsMissing
 from moviechat_desktop.engine.weights import hub
-from moviechat_desktop.engine.weights.convert import converted_name
 from moviechat_desktop.engine.weights.http_download import part_path_for
 from moviechat_desktop.engine.weights.manifest import Manifest, WeightPart
 from moviechat_desktop.engine.weights.store import (
@@ -69,6 +68,12 @@ class PartStatus:
             "partial_bytes": self.partial_bytes,
             "detail": self.detail,
         }
+
+
+def converted_name(filename: str) -> str:
+    """``eva_vit_g.pth`` → ``eva_vit_g.safetensors`` (here, not in ``convert``: this module and
+    the Weights dialog that reads it stay clear of the checkpoint reader)."""
+    return Path(filename).stem + ".safetensors"
 
 
 def converted_path(part: WeightPart) -> Path:
