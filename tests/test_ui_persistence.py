@@ -118,23 +118,27 @@ def test_new_chat_keeps_the_old_one_listed_and_it_can_be_continued(
     ]
 
 
-def test_a_question_never_answered_is_restored_as_such(
+def test_a_stopped_answer_is_restored_with_its_partial_text(
     qtbot, make_main_window, fake_maker, bikes_mp4
 ):
     history = {}
     first = make_main_window(make_assistant=fake_maker(history=history, chunk_s=0.2))
     open_film(qtbot, first, bikes_mp4)
     entry = first.chat.submit("Interrupted?")
-    fake = first._make_assistant.instance
-    qtbot.waitUntil(fake.generating.is_set, timeout=10000)
+    qtbot.waitUntil(lambda: entry.answer != "", timeout=10000)
     first.chat.stop_button.click()
     qtbot.waitUntil(lambda: entry.finished, timeout=5000)
+    assert entry.state == STOPPED
+    partial = entry.answer.strip()
     first.close()
     second = make_main_window(make_assistant=fake_maker(history=history))
     open_film(qtbot, second, bikes_mp4)
     (restored,) = second.chat.transcript.entries
-    assert (restored.question, restored.state, restored.answer) == ("Interrupted?", STOPPED, "")
-    assert "(no answer was saved)" in second.chat.browser.toPlainText()
+    assert (restored.question, restored.state) == ("Interrupted?", STOPPED)
+    assert restored.answer == partial and partial.startswith("[Interrupted?]")
+    assert not partial.endswith("walks away."), "stopped before the end"
+    shown = second.chat.browser.toPlainText()
+    assert f"{partial} (stopped)" in shown and "(no answer was saved)" not in shown
 
 
 def test_a_question_asked_while_the_film_opens_stays_after_the_saved_ones(

@@ -39,7 +39,10 @@ def test_asked_once_answer_now_then_ask_again(qtbot, make_main_window, fake_make
     assert fake.asked == []  # nothing sent before the user chose
     chat.link_clicked.emit(now_href)
     qtbot.waitUntil(lambda: first.state == DONE, timeout=10000)
-    assert first.partial and "% of the film watched so far" in first.note
+    assert first.partial and first.coverage.startswith("Answered from ")
+    assert "% of the film (up to 00:0" in first.coverage  # the engine's note, as saved
+    saved = fake.conversation_records()[1]
+    assert saved.role == "assistant" and saved.coverage == first.coverage
     # the choice is remembered: the next whole-film question goes at once
     second = chat.submit("And the ending?")
     assert not second.links

@@ -47,10 +47,15 @@ class MortalFake(FakeAssistant):
         self._check()
         return super().status()
 
-    def _stream(self, question, mode, at_s, cancel):
-        for chunk in super()._stream(question, mode, at_s, cancel):
+    def _stream(self, question, mode, at_s, cancel, **kwargs):
+        for chunk in super()._stream(question, mode, at_s, cancel, **kwargs):
             self._check()
             yield chunk
+
+    def _record(self, *args, **kwargs):
+        if self.dead.is_set():  # a killed process saves nothing (not even a stopped answer)
+            return None
+        return super()._record(*args, **kwargs)
 
 
 @pytest.fixture

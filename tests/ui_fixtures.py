@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import itertools
 import math
 import threading
 import time
@@ -16,11 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from moviechat_desktop.engine.assistant import EncodeStatus
-from moviechat_desktop.engine.errors import NotReady, VideoError, WeightsMissing
+from moviechat_desktop.engine.assistant import AnswerInfo, EncodeStatus
+from moviechat_desktop.engine.errors import Cancelled, NotReady, VideoError, WeightsMissing
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings
-from moviechat_desktop.engine.store.chat_history import ChatRecord, new_conversation_id, summarize
+from moviechat_desktop.engine.store.chat_history import (
+    ChatRecord,
+    coverage_note,
+    current_branch,
+    find_on_branch,
+    new_conversation_id,
+    new_message_id,
+    summarize,
+)
 from moviechat_desktop.engine.store.film_cache import ClearResult
 
 TEST_FRAGMENTS = 8  # fragments per film in UI tests (the product default is 128)
@@ -46,7 +56,9 @@ class FakeAssistant:
     holds each encoding step until set, so a test can freeze the encoder; ``fail_at`` makes
     the step after that many fragments raise ``fail_with``. ``history`` (a dict shared by
     several fakes, "film path → ChatRecord list") plays the chat history on disk, so a test can
-    reopen a film in a new window and see its conversation.
+    reopen a film in a new window and see its conversation. Like the engine, it saves a stopped
+    answer's partial text, regenerates and edits saved questions, and keeps in ``contexts``
+    the earlier (question, answer) turns each answer followed (its model context).
     """
 
     def __init__(
@@ -87,6 +99,9 @@ class FakeAssistant:
         self.conversation_id: str | None = None
         self.cleared = 0
         self.history_error: str | None = None  # set by a test: saving the chat fails
+        # the fake's answers count as using dialogue: no "Answered without dialogue." footnote
+        self.last_answer = AnswerInfo(dialogue_lines=1)
+        self.contexts: list[list[tuple[str, str]]] = []
 
     def _touch(self) -> None:
         self.thread_ids.add(threading.get_ident())
@@ -154,9 +169,28 @@ class FakeAssistant:
         self.conversation_id = new_conversation_id()
 
     # the chat history, kept in ``self.history`` instead of on disk
-    def _record(self, role: str, text: str, mode: str, at_s: float | None) -> None:
-        record = ChatRecord(self.conversation_id, role, text, mode, at_s, time.time(), "fake")
+    def _record(self, role: str, text: str, mode: str, at_s: float | None, **v2) -> str:
+        record = ChatRecord(
+            self.conversation_id, role, text, mode, at_s, time.time(), "fake",
+            id=new_message_id(), **v2,
+        )  # fmt: skip
         self.history.setdefault(self.path, []).append(record)
+        return record.id
+
+    def _coverage(self, mode: str) -> str:
+        """The engine's coverage note of a whole-film answer from part of the film."""
+        status = self.status()
+        if mode != "global" or status.finished or not status.fragments_total:
+            return ""
+        return coverage_note(status.fraction, status.covered[0][1] if status.covered else 0.0)
+
+    def _context(self, branch: list[ChatRecord]) -> list[tuple[str, str]]:
+        """The (question, answer) turns of ``branch`` (stopped answers left out)."""
+        return [
+            (q.text, a.text)
+            for q, a in itertools.pairwise(branch)
+            if q.role == "user" and a.role == "assistant" and not a.stopped
+        ]
 
     def conversation_records(self, conversation_id: str | None = None) -> list[ChatRecord]:
         wanted = conversation_id or self.conversation_id
@@ -190,11 +224,51 @@ class FakeAssistant:
             if not self.covers(at_s):
                 raise NotReady("not watched that far yet")
         self.asked.append((question, mode, at_s))
+        self.contexts.append(self._context(current_branch(self.conversation_records())))
+        self._new_answer(mode, at_s)
         if record_question:
-            self._record("user", question, mode, at_s)
+            self.last_answer.question_id = self._record("user", question, mode, at_s)
         return self._stream(question, mode, at_s, cancel)
 
-    def _stream(self, question, mode, at_s, cancel) -> Iterator[str]:
+    def _new_answer(self, mode: str, at_s: float | None) -> None:
+        """A new ``last_answer``, keeping its dialogue fields (a subclass sets them)."""
+        self.last_answer = dataclasses.replace(
+            self.last_answer, mode=mode, at_s=at_s, question_id=None, answer_id=None,
+            stopped=False, coverage="",
+        )  # fmt: skip
+
+    def _on_branch(self, question_id: str) -> tuple[list[ChatRecord], int]:
+        records = self.conversation_records()
+        branch = current_branch(records)
+        index = find_on_branch(branch, question_id, records)
+        if index < 0 or branch[index].role != "user":
+            raise NotReady("that question is not part of the current conversation")
+        return branch, index
+
+    def regenerate(self, question_id, settings=None, cancel=None, *, frame=None):
+        branch, index = self._on_branch(question_id)
+        q = branch[index]
+        after = branch[index + 1] if index + 1 < len(branch) else None
+        self.asked.append((q.text, q.mode, q.at_s))
+        self.contexts.append(self._context(branch[:index]))
+        self._new_answer(q.mode, q.at_s)
+        self.last_answer.question_id = q.id
+        replaces = after.id if after is not None and after.role == "assistant" else None
+        return self._stream(q.text, q.mode, q.at_s, cancel, replaces=replaces)
+
+    def edit_question(self, question_id, text, settings=None, cancel=None, *, frame=None):
+        branch, index = self._on_branch(question_id)
+        old = branch[index]
+        self.asked.append((text, old.mode, old.at_s))
+        self.contexts.append(self._context(branch[:index]))
+        self._new_answer(old.mode, old.at_s)
+        self.last_answer.question_id = self._record(
+            "user", text, old.mode, old.at_s, replaces=old.id
+        )
+        return self._stream(text, old.mode, old.at_s, cancel)
+
+    def _stream(self, question, mode, at_s, cancel, replaces=None) -> Iterator[str]:
+        self.last_answer.coverage = coverage = self._coverage(mode)
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
         self.generating.set()
@@ -208,7 +282,16 @@ class FakeAssistant:
                 text += chunk
                 yield chunk
             self.conversation.append((question, mode, at_s, text))
-            self._record("assistant", text, mode, at_s)
+            self.last_answer.answer_id = self._record(
+                "assistant", text, mode, at_s, replaces=replaces, coverage=coverage
+            )
+        except (Cancelled, GeneratorExit):  # stopped: saved with its partial text, as the engine
+            self.last_answer.stopped = True
+            self.last_answer.answer_id = self._record(
+                "assistant", text.strip(), mode, at_s, replaces=replaces, stopped=True,
+                coverage=coverage,
+            )  # fmt: skip
+            raise
         finally:
             self.concurrent -= 1
             self.generating.clear()

@@ -7,6 +7,12 @@ keeps the list of the film's conversations for the Assistant menu.
 A question is sent to the worker (which answers one at a time, in order) and then followed
 with ``async for`` over its answer events on the app's qasync loop: queued → waiting for the
 encoder (breakpoint beyond what is watched) → streamed chunks → finished / stopped / failed.
+
+Regenerate (the link under every finished answer whose question is saved) and Edit (the link
+on such a question; the panel puts it in the box, Enter resends) redo that entry in place: the
+entries after it leave the chat (the history keeps them; they are no longer on the
+conversation's branch) and the worker asks the engine to regenerate or edit that saved
+question. Both wait until no other question is in line.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from moviechat_desktop.engine.store.chat_history import coverage_note
 from moviechat_desktop.timefmt import format_time
+from moviechat_desktop.ui import chat_render
 from moviechat_desktop.ui.chat_panel import ChatPanel
 from moviechat_desktop.ui.chat_transcript import (
     ANSWERING,
@@ -30,6 +38,7 @@ from moviechat_desktop.ui.chat_transcript import (
     WAITING,
     ChatEntry,
     entries_from_records,
+    revision,
 )
 from moviechat_desktop.workers import answer_stream as ev
 from moviechat_desktop.workers.answer_stream import AnswerStreams
@@ -81,6 +90,7 @@ class ChatController(QObject):
         self.conversation_id: str | None = None
         self.conversations: tuple = ()  # ConversationSummary of the open film, oldest first
         panel.question_submitted.connect(self.ask)
+        panel.edit_submitted.connect(self.edit)
         panel.stop_requested.connect(self.stop_current)
         worker.encoding_progressed.connect(self.on_encoding_progressed)
         worker.conversation_loaded.connect(self.on_conversation_loaded)
@@ -148,6 +158,14 @@ class ChatController(QObject):
                     waiting.state, waiting.note = QUEUED, ""
                     self._dispatch(waiting)
             self.panel.render_now()
+        elif len(parts) == 2 and parts[1].isdigit() and parts[0] == chat_render.REGENERATE_SCHEME:
+            entry = self.panel.transcript.get(int(parts[1]))
+            if entry is not None:
+                self.regenerate(entry)
+        elif len(parts) == 2 and parts[1].isdigit() and parts[0] == chat_render.EDIT_SCHEME:
+            entry = self.panel.transcript.get(int(parts[1]))
+            if entry is not None and entry.question_id and self._may_revise():
+                self.panel.start_edit(entry)
         elif len(parts) == 2 and parts[0] == AGAIN and parts[1].isdigit():
             old = self.panel.transcript.get(int(parts[1]))
             if old is None:
@@ -158,6 +176,47 @@ class ChatController(QObject):
             self.panel.render_now()
             self.panel.question_submitted.emit(again)
 
+    # ------------------------------------------------------------------ regenerate, edit
+    def _may_revise(self) -> bool:
+        """Regenerate and Edit wait for the questions in line (they change the branch)."""
+        if self.transcript_pending():
+            self.panel.set_status(
+                "Wait for the answer being written (or stop it) before regenerating or editing."
+            )
+            return False
+        return True
+
+    def regenerate(self, entry: ChatEntry) -> None:
+        """Answer ``entry``'s saved question again; the entries after it leave the chat."""
+        if entry.question_id is None or not entry.finished or not self._may_revise():
+            return
+        self._redo(entry, ("regenerate", entry.question_id), "answer regenerated")
+
+    def edit(self, entry: ChatEntry, text: str) -> None:
+        """Ask ``text`` in place of ``entry``'s saved question (from the panel's edit box)."""
+        text = text.strip()
+        if not text or entry.question_id is None or entry not in self.panel.transcript.entries:
+            self.panel.finish_edit()
+            return
+        if not self._may_revise():
+            from PySide6.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: self.panel.question.setPlainText(text))  # kept
+            return
+        self.panel.finish_edit()
+        entry.question = text
+        self._redo(entry, ("edit", entry.question_id), "edited")
+
+    def _redo(self, entry: ChatEntry, action: tuple[str, str], revised: str) -> None:
+        self.panel.transcript.drop_after(entry)
+        entry.action = action
+        entry.revised = revision(entry.revised, revised)
+        entry.answer, entry.state, entry.note, entry.links = "", QUEUED, "", ()
+        entry.coverage, entry.partial, entry.moment_s = "", False, None
+        self.panel._settled_key = None  # the entry is redrawn, those after it go
+        self.panel.render_now()
+        self._dispatch(entry)
+
     def _dispatch(self, entry: ChatEntry) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -167,7 +226,7 @@ class ChatController(QObject):
             self.panel.refresh(entry)
             return
         self.streams.register(entry.id)
-        self.worker.ask(entry.id, entry.question, entry.mode, entry.at_s)
+        self.worker.ask(entry.id, entry.question, entry.mode, entry.at_s, action=entry.action)
         task = loop.create_task(self._follow(entry))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -180,8 +239,9 @@ class ChatController(QObject):
             elif event.kind == ev.STARTED:  # again after an engine restart: start over
                 entry.state = ANSWERING
                 entry.answer = ""
-                entry.note = self._partial_note(entry)
-                entry.partial = bool(entry.note)
+                entry.note = ""
+                entry.coverage = self._partial_note(entry)
+                entry.partial = bool(entry.coverage)
             elif event.kind == ev.CHUNK:
                 entry.answer += event.text
             elif event.kind == ev.FINISHED:
@@ -194,9 +254,16 @@ class ChatController(QObject):
         self.panel.render_now()
 
     def on_answer_informed(self, request_id: int, info: Any) -> None:
-        """An answer given without any dialogue says so in its footnote."""
+        """The saved question's id (for Regenerate and Edit) and the engine's coverage note;
+        an answer given without any dialogue says so in its footnote."""
         entry = self.panel.transcript.get(request_id)
-        if entry is None or getattr(info, "dialogue_lines", 0) > 0:
+        if entry is None:
+            return
+        entry.question_id = getattr(info, "question_id", None) or entry.question_id
+        if getattr(info, "question_id", None) is not None:  # the engine's own note
+            entry.coverage = getattr(info, "coverage", "") or ""
+            entry.partial = bool(entry.coverage)
+        if getattr(info, "stopped", False) or getattr(info, "dialogue_lines", 0) > 0:
             return
         note = "Answered without dialogue."
         entry.note = f"{entry.note} {note}" if entry.note else note
@@ -211,8 +278,7 @@ class ChatController(QObject):
         status = self._status
         if entry.mode == BREAKPOINT or status is None or status.finished:
             return ""
-        percent = round(100 * status.fraction)
-        return f"Based on the {percent}% of the film watched so far."
+        return coverage_note(status.fraction, watched_until(status.covered))
 
     def stop_current(self) -> None:
         """Stop the answer being written (or awaited); questions behind it go on."""

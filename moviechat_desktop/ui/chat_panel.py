@@ -4,6 +4,9 @@ The mode switch follows the player: paused in the middle of the film it proposes
 "This moment (01:12:30)" — the paused position is the breakpoint — and otherwise "Whole film".
 The user may change it; the next pause or play sets it back to the default. The panel is a
 view over a ``ChatTranscript``; ``ChatController`` connects it to the model worker.
+
+Editing a question (its "Edit" link): the question's text goes into the box, a line above it
+says so, Enter resends it as the edited question (``edit_submitted``) and Esc cancels.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class ChatPanel(QWidget):
     export_requested = Signal()
     new_conversation_requested = Signal()
     link_clicked = Signal(str)  # an entry's link the panel does not handle itself
+    edit_submitted = Signal(object, str)  # the entry being edited, its new text
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -59,6 +63,7 @@ class ChatPanel(QWidget):
         self._tail_start = 0  # where the entries still changing begin in the document
         self._shown_limit = SHOWN_AT_FIRST  # finished entries laid out by a full render
         self.hidden = 0  # leading entries behind the "show earlier" link
+        self.editing: ChatEntry | None = None  # the question being edited in the box
 
         title = QLabel("<b>Assistant</b>", self)
         self.status_label = QLabel("", self)
@@ -86,6 +91,11 @@ class ChatPanel(QWidget):
         self.mode_box.setToolTip("Ask about the whole film, or about the paused moment")
         self.question = QuestionEdit(self)
         self.question.submitted.connect(self.submit)
+        self.question.escaped.connect(self.cancel_edit)
+        self.edit_label = QLabel("", self)
+        self.edit_label.setObjectName("ChatEditing")
+        self.edit_label.setWordWrap(True)
+        self.edit_label.hide()
         self.question.past_questions = self.past_questions
         self.send_button = QPushButton("Ask", self)
         self.send_button.clicked.connect(lambda: self.question.submitted.emit(self._typed()))
@@ -118,6 +128,7 @@ class ChatPanel(QWidget):
         layout.addWidget(self.notice)
         layout.addWidget(self.browser, 1)
         layout.addLayout(mode_row)
+        layout.addWidget(self.edit_label)
         layout.addWidget(self.question)
         layout.addLayout(buttons)
 
@@ -157,6 +168,9 @@ class ChatPanel(QWidget):
         text = text.strip()
         if not text:
             return None
+        if self.editing is not None:  # the controller accepts it (finish_edit) or says why not
+            self.edit_submitted.emit(self.editing, text)
+            return self.editing
         self.question.clear()
         at_s = self._position if self.mode() == BREAKPOINT else None
         entry = self.transcript.add(text, self.mode(), at_s)
@@ -179,6 +193,31 @@ class ChatPanel(QWidget):
         self.question_submitted.emit(entry)
         return entry
 
+    def start_edit(self, entry: ChatEntry) -> None:
+        """Put ``entry``'s question in the box to be edited and resent (Esc cancels)."""
+        self.editing = entry
+        self.edit_label.setText(
+            f"Editing a question ({mode_label(entry.mode, entry.at_s, hours=self.hours)}): "
+            "Enter sends it in place of the old one, Esc cancels."
+        )
+        self.edit_label.show()
+        self.question.setPlainText(entry.question)
+        cursor = self.question.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        self.question.setTextCursor(cursor)
+        self.question.setFocus()
+
+    def cancel_edit(self) -> None:
+        """Leave editing (Esc): the box empties, the question stays as it was."""
+        if self.editing is None:
+            return
+        self.finish_edit()
+
+    def finish_edit(self) -> None:
+        self.editing = None
+        self.edit_label.hide()
+        self.question.clear()
+
     def past_questions(self) -> list[str]:
         """This conversation's questions, oldest first (↑ in the question box)."""
         return [entry.question for entry in self.transcript.entries if entry.question]
@@ -199,7 +238,10 @@ class ChatPanel(QWidget):
         entries = self.transcript.entries
         settled = chat_render.settled_count(entries)
         layout = (self.hours, self._duration)
-        key = tuple((e.id, e.state, e.answer, e.note, e.links) for e in entries[:settled])
+        key = tuple(
+            (e.id, e.state, e.answer, e.note, e.links, e.coverage, e.question_id, e.revised)
+            for e in entries[:settled]
+        )
         style = {
             "hours": self.hours,
             "duration_s": self._duration or None,
@@ -245,6 +287,7 @@ class ChatPanel(QWidget):
             cursor.insertHtml(html)
 
     def clear(self) -> None:
+        self.cancel_edit()
         self.transcript.clear()
         self._shown_limit = SHOWN_AT_FIRST
         self.render_now()

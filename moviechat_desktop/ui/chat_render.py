@@ -28,6 +28,8 @@ SEEK_SCHEME = "seek"
 MORE_HREF = "more:earlier"  # the link that shows earlier entries of a long chat
 COPY_SCHEME = "copy"  # "copy:<entry id>": copy that answer
 MOMENT_SCHEME = "moment"  # "moment:<entry id>": ask that question about its moment instead
+REGENERATE_SCHEME = "regenerate"  # "regenerate:<entry id>": answer that question again
+EDIT_SCHEME = "edit"  # "edit:<entry id>": put that question in the box to edit and resend
 
 _QUESTION_BG = "#2d4f7c"
 _ANSWER_BG = "#2b2b30"
@@ -120,6 +122,10 @@ def render_entry(
             f' · <a href="{MOMENT_SCHEME}:{entry.id}" style="color:{_LINK_COLOUR}">'
             f"ask about {moment[0].lower()}{moment[1:]} instead</a>"
         )
+    if entry.revised:
+        chip += f" · <i>{escape(entry.revised)}</i>"
+    if entry.finished and entry.question_id:
+        chip += f' · <a href="{EDIT_SCHEME}:{entry.id}" style="color:#c8d6ea">Edit</a>'
     question = escape(entry.question).replace("\n", "<br/>")
     html = [
         f'<table width="100%" cellspacing="0" cellpadding="0" style="margin-top:10px">'
@@ -152,11 +158,18 @@ def _answer_html(
         body += f' <i style="color:{_NOTE_COLOUR}">({note or "stopped"})</i>'
     elif entry.state == FAILED:
         body = f'<span style="color:{_ERROR_COLOUR}">{note or "no answer"}</span>'
-    elif entry.note:
-        body += f'<br/><i style="color:{_NOTE_COLOUR};font-size:small">{note}</i>'
+    footnote = " ".join(
+        escape(text)
+        for text in (entry.coverage, entry.note if entry.state == DONE else "")
+        if text and entry.state in (DONE, STOPPED)
+    )
+    if footnote:
+        body += f'<br/><i style="color:{_NOTE_COLOUR};font-size:small">{footnote}</i>'
     links = list(entry.links)
     if entry.answer and entry.state in (DONE, STOPPED):
         links.append((f"{COPY_SCHEME}:{entry.id}", "Copy"))  # this answer, as written
+    if entry.finished and entry.question_id:
+        links.append((f"{REGENERATE_SCHEME}:{entry.id}", "Regenerate"))
     if links:
         body += "<br/>" + " &nbsp;·&nbsp; ".join(
             f'<a href="{escape(href)}" style="color:{_LINK_COLOUR}"><b>{escape(text)}</b></a>'

@@ -3,6 +3,10 @@
 ``ChatPanel`` shows a ``ChatTranscript``; the tests drive it directly. An entry is one
 question and its answer; its ``state`` follows the question through the model worker:
 queued → (waiting for the encoder) → answering → done | stopped | failed.
+
+The transcript holds the conversation's *current branch* (``chat_history.current_branch``):
+Regenerate and Edit replace an entry's answer or question in place and drop the entries after
+it (the history file keeps the replaced ones); the entry says "edited" / "answer regenerated".
 """
 
 from __future__ import annotations
@@ -58,6 +62,12 @@ class ChatEntry:
     # links shown under the answer (href, text): the whole-film choice, "Ask again…"
     links: tuple[tuple[str, str], ...] = ()
     partial: bool = False  # a whole-film answer given from part of the film
+    coverage: str = ""  # its note: "Answered from 47% of the film (up to 00:14:02)."
+    question_id: str | None = None  # the question's id in the chat history, once saved
+    revised: str = ""  # "edited", "answer regenerated" (shown beside the question)
+    # what the worker is asked: None (a question), ("regenerate", question id) or
+    # ("edit", question id): the entry replaces a saved question or answer
+    action: tuple[str, str] | None = None
 
     @property
     def finished(self) -> bool:
@@ -107,7 +117,8 @@ class ChatTranscript:
         for entry in self.entries:
             label = mode_label(entry.mode, entry.at_s, hours=hours)
             stamp = entry.asked_at.strftime("%Y-%m-%d %H:%M")
-            lines += [f"## Q ({label}, asked {stamp})", "", _quote(entry.question), ""]
+            revised = f", {entry.revised}" if entry.revised else ""
+            lines += [f"## Q ({label}, asked {stamp}{revised})", "", _quote(entry.question), ""]
             answer = entry.answer.strip()
             if entry.state == FAILED:
                 lines += [f"*No answer: {entry.note}*", ""]
@@ -118,15 +129,31 @@ class ChatTranscript:
                 lines += [(answer + " " if answer else "") + "*(not answered yet)*", ""]
             else:
                 lines += [answer, ""]
+            if entry.coverage and entry.state in (DONE, STOPPED):
+                lines += [f"*{entry.coverage}*", ""]
         return "\n".join(lines).rstrip() + "\n"
+
+    def drop_after(self, entry: ChatEntry) -> None:
+        """Forget the entries after ``entry`` (they leave the branch: Regenerate, Edit)."""
+        if entry in self.entries:
+            del self.entries[self.entries.index(entry) + 1 :]
+
+
+def revision(done: str, more: str) -> str:
+    """``done`` revisions of an entry with ``more`` added once ("edited · answer regenerated")."""
+    parts = [part for part in done.split(" · ") if part]
+    return " · ".join(parts if more in parts else [*parts, more])
 
 
 def entries_from_records(records: list[ChatRecord] | tuple[ChatRecord, ...]) -> list[ChatEntry]:
-    """Saved messages → chat entries: each question with the answer that follows it; a
-    question whose answer was never saved (stopped, failed, a crash) shows as such."""
+    """Saved messages → chat entries along the conversation's current branch: each question
+    with the answer that follows it; a stopped answer shows its partial text and "(stopped)";
+    a question whose answer was never saved (failed, a crash) shows as such."""
+    from moviechat_desktop.engine.store.chat_history import current_branch
+
     entries: list[ChatEntry] = []
     current: ChatEntry | None = None
-    for record in records:
+    for record in current_branch(list(records)):
         if record.role == "user":
             at_s = record.at_s if record.mode == BREAKPOINT else None
             current = ChatEntry(
@@ -137,10 +164,16 @@ def entries_from_records(records: list[ChatRecord] | tuple[ChatRecord, ...]) -> 
                 note="no answer was saved",
                 asked_at=datetime.fromtimestamp(record.timestamp),
                 restored=True,
+                question_id=record.id or None,
+                revised="edited" if record.replaces is not None else "",
             )
             entries.append(current)
         elif current is not None:
-            current.answer, current.state, current.note = record.text, DONE, ""
+            current.answer = record.text
+            current.state, current.note = (STOPPED, "stopped") if record.stopped else (DONE, "")
+            current.coverage, current.partial = record.coverage, bool(record.coverage)
+            if record.replaces is not None:
+                current.revised = revision(current.revised, "answer regenerated")
             current = None
     return entries
 

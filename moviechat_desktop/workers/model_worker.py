@@ -69,6 +69,9 @@ class Question:
     mode: str  # "global" | "breakpoint"
     at_s: float | None
     cancel: CancelToken
+    # ("regenerate", question id) / ("edit", question id): redo a saved question (the
+    # engine's ``regenerate`` / ``edit_question``); None: a new question
+    action: tuple[str, str] | None = None
 
 
 class ModelWorker(QThread):
@@ -158,9 +161,19 @@ class ModelWorker(QThread):
         """New generation settings (used from the next question; nothing reloads)."""
         self._post("settings", (settings,))
 
-    def ask(self, request_id: int, question: str, mode: str, at_s: float | None) -> None:
+    def ask(
+        self,
+        request_id: int,
+        question: str,
+        mode: str,
+        at_s: float | None,
+        action: tuple[str, str] | None = None,
+    ) -> None:
+        """Answer ``question`` (``action``: regenerate or edit a saved one, see ``Question``)."""
         with self._cond:
-            self._questions.append(Question(request_id, question, mode, at_s, CancelToken()))
+            self._questions.append(
+                Question(request_id, question, mode, at_s, CancelToken(), action)
+            )
             self._cond.notify_all()
 
     def stop_answer(self, request_id: int) -> None:
@@ -533,17 +546,10 @@ class ModelWorker(QThread):
             self._encode_step()
             return
         self._progress.flush()
-        options = {} if not self._already_recorded(question) else {"record_question": False}
         self.answer_started.emit(question.request_id)
         self._sent.add(question.request_id)
         try:
-            for chunk in self._engine.ask(
-                question.text,
-                mode=question.mode,
-                at_s=question.at_s,
-                cancel=question.cancel,
-                **options,
-            ):
+            for chunk in self._answer_chunks(question):
                 self.answer_chunk_received.emit(question.request_id, chunk)
                 if question.cancel.cancelled:
                     break
@@ -557,6 +563,9 @@ class ModelWorker(QThread):
             return
         self._finish_question(question)
         if question.cancel.cancelled:
+            info = getattr(self._engine, "last_answer", None)
+            if info is not None:  # the stopped answer's saved ids
+                self.answer_informed.emit(question.request_id, info)
             self.answer_stopped.emit(question.request_id)
         else:
             info = getattr(self._engine, "last_answer", None)
@@ -565,6 +574,20 @@ class ModelWorker(QThread):
             self.answer_finished.emit(question.request_id)
             self._report_conversation("updated")
         self._check_history_saved()
+
+    def _answer_chunks(self, question: Question) -> Any:
+        """The engine's answer stream for ``question`` (a new one, or a regenerated/edited
+        saved one: asked again as such after an engine restart)."""
+        if question.action is not None:
+            kind, question_id = question.action
+            if kind == "regenerate":
+                return self._engine.regenerate(question_id, cancel=question.cancel)
+            return self._engine.edit_question(question_id, question.text, cancel=question.cancel)
+        options = {} if not self._already_recorded(question) else {"record_question": False}
+        return self._engine.ask(
+            question.text, mode=question.mode, at_s=question.at_s, cancel=question.cancel,
+            **options,
+        )  # fmt: skip
 
     def _already_recorded(self, question: Question) -> bool:
         """True when an engine that died saved this question without its answer (the
