@@ -23,6 +23,9 @@ from moviechat_desktop import __version__
 from moviechat_desktop.runtime_env import prefer_passive_openmp
 
 SUBCOMMANDS = ("ask", "encode", "weights", "cache", "serve", "transcript")
+# the commands that may end without the interpreter's teardown (not serve: Ray's own exit
+# handlers must run)
+QUICK_EXIT_COMMANDS = ("ask", "encode", "weights", "transcript")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -94,6 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_gui(args.video)
 
+    status = _run_command(args)
+    if argv is None and args.command in QUICK_EXIT_COMMANDS:  # run as the program
+        from moviechat_desktop.quick_exit import finish
+
+        return finish(status)  # skips the ~1 s teardown of torch & co. (quick_exit.py)
+    return status
+
+
+def _run_command(args: argparse.Namespace) -> int:
     from moviechat_desktop.engine.errors import Cancelled, MovieChatError
 
     try:
