@@ -163,7 +163,7 @@ def run_ask(args: argparse.Namespace) -> int:
     at_s = args.at  # already parsed and checked by argparse (_at_time)
     if not args.question.strip():
         raise MovieChatError("the question is empty")
-    if args.max_new_tokens is not None and not args.server:
+    if args.max_new_tokens is not None:
         _check_answer_length(args)
 
     def check(info) -> None:  # before any encoding: fail fast
@@ -234,11 +234,16 @@ def _check_answer_length(args: argparse.Namespace) -> None:
     from moviechat_desktop.cli import EXIT_USAGE
     from moviechat_desktop.engine.assistant import Assistant
 
-    limit = Assistant(model_dir=args.model_dir).answer_length_limit()
+    if args.server:  # the server's model has the exact limit: it refuses more, saying it
+        from moviechat_desktop.engine.model.llm import GenerationSettings
+
+        limit, whose = GenerationSettings().max_length - 1, "the decoder's context"
+    else:
+        limit, whose = Assistant(model_dir=args.model_dir).answer_length_limit(), "this model"
     if not 1 <= args.max_new_tokens <= limit:
         print(
             f"moviechat-desktop: error: --max-new-tokens {args.max_new_tokens} is out of range: "
-            f"this model takes 1 to {limit} (its context is shared with the video and the "
+            f"{whose} takes 1 to {limit} (its context is shared with the video and the "
             "prompt)",
             file=sys.stderr,
         )

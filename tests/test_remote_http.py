@@ -111,9 +111,10 @@ def test_remote_answers_equal_the_in_process_ones(remote, reference_dir, vtest_a
     assert records[2].at_s == at
     assert "What is he holding?" in remote.export_markdown()
     assert info.duration_s == pytest.approx(local.video.duration_s)
-    # dialogue does not travel yet: said plainly, never an AttributeError
-    assert remote.dialogue.source == "none"
-    with pytest.raises(MovieChatError, match="not used when the assistant runs on a server"):
+    # no subtitles, no audio: no dialogue, said plainly (tests/test_remote_dialogue.py has it)
+    assert remote.dialogue.source == "none" and remote.last_answer.dialogue_source == "none"
+    assert "has no audio track" in remote.dialogue.label
+    with pytest.raises(MovieChatError, match=r"x\.srt"):  # read here, on the client
         remote.set_dialogue_source("file", file="x.srt")
 
 

@@ -172,6 +172,21 @@ def test_a_films_requests_reach_the_replica_holding_it(server, remote, bikes_mp4
     assert 404 in {httpx.get(url, headers=auth).status_code for _ in range(30)}
 
 
+def test_subtitle_lines_reach_the_replica_holding_the_film(remote, bikes_mp4, tmp_path):
+    subtitles = tmp_path / "race.srt"
+    subtitles.write_text(
+        "1\n00:00:01,000 --> 00:00:02,000\nAlpha rides first.\n\n"
+        "2\n00:00:08,000 --> 00:00:09,000\nZulu wins the race.\n"
+    )
+    remote.open(bikes_mp4, subtitles=subtitles)
+    remote.encode()
+    remote.new_conversation()
+    "".join(remote.ask("Who rides?", "breakpoint", at_s=5.0, settings=GREEDY))
+    info = remote.last_answer
+    assert (info.dialogue_source, info.dialogue_lines) == ("file", 1)
+    assert "Alpha rides first." in info.prompt and "Zulu" not in info.prompt
+
+
 def test_the_token_is_required(server, tmp_path, bikes_mp4):
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         assert httpx.get(f"{server.url}/v1/info", headers=headers).status_code == 401

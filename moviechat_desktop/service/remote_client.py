@@ -3,8 +3,11 @@
 The film stays on this computer. ``open`` probes and fingerprints it here and sends the server
 its description and sampling plan; ``encode_step`` decodes the next fragment's frames here (at
 the model's input size), compresses them (``remote_wire``) and uploads them; a breakpoint
-question carries the picture on screen at that moment. The server keeps the memory (in its
-cache, under the film's fingerprint), the conversations and the model.
+question carries the picture on screen at that moment. The film's dialogue is resolved here
+too and sent once per film and choice: subtitle lines as text, speech as Ogg Opus audio chunks
+recognised on the server (``remote_dialogue``). Every question carries the generation settings
+(the window's, or its own). The server keeps the memory (in its cache, under the film's
+fingerprint), the conversations, the recognised speech and the model.
 
 A server that lost the film (restarted, another replica, evicted) answers 404: the client opens
 the film again (the memory comes back from the server's cache) and repeats the request (a few
@@ -31,7 +34,7 @@ import httpx
 from moviechat_desktop.engine.assistant import END_SLACK_S, AnswerInfo, EncodeStatus
 from moviechat_desktop.engine.dialogue.lines import SOURCES as DIALOGUE_SOURCES
 from moviechat_desktop.engine.dialogue.lines import Dialogue
-from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoError
+from moviechat_desktop.engine.errors import DialogueError, MovieChatError, NotReady, VideoError
 from moviechat_desktop.engine.settings import AppSettings, load_settings, user_config_dir
 from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
 from moviechat_desktop.engine.store.film_cache import ClearResult
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from moviechat_desktop.engine.progress import CancelToken
     from moviechat_desktop.engine.video.probe import VideoInfo
     from moviechat_desktop.engine.video.sampling import SamplingPlan
+    from moviechat_desktop.service.remote_dialogue import RemoteDialogue
     from moviechat_desktop.service.remote_frames import ClientFrames
 
 log = logging.getLogger(__name__)
@@ -128,6 +132,21 @@ class RemoteEngine:
         self._lock = threading.Lock()
         self._response: httpx.Response | None = None  # the answer being streamed
         self._stopped = False
+        self._speech_turn = False  # background_step alternates memory and speech
+        self._dialogue: RemoteDialogue | None = None  # the open film's (service/remote_dialogue)
+
+    @property
+    def settings(self) -> AppSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: AppSettings) -> None:
+        """New settings (the window replaces them): generation settings travel with the next
+        question; the open film's dialogue follows at once (as ``Assistant.settings``)."""
+        self._settings = value
+        dialogue = getattr(self, "_dialogue", None)
+        if dialogue is not None:
+            dialogue.film.settings = value.dialogue
 
     # ------------------------------------------------------------------ transport
     def _request(
@@ -240,8 +259,10 @@ class RemoteEngine:
     def video(self) -> VideoInfo | None:
         return self._video
 
-    def open(self, path: str | Path) -> VideoInfo:
-        """Probe and fingerprint the film here; open it on the server from its description."""
+    def open(self, path: str | Path, subtitles: str | Path | None = None) -> VideoInfo:
+        """Probe and fingerprint the film here; open it on the server from its description.
+        Its dialogue is resolved here too (``subtitles``: a file the user added,
+        ``DialogueError`` when unreadable) and sent with the first question."""
         from moviechat_desktop.engine.store.fingerprint import file_fingerprint
         from moviechat_desktop.engine.video.probe import probe
         from moviechat_desktop.engine.video.sampling import plan_for_settings
@@ -249,6 +270,12 @@ class RemoteEngine:
 
         info = probe(path)
         plan = plan_for_settings(info, self.settings.sampling)
+        added = None
+        if subtitles is not None:
+            from moviechat_desktop.engine.dialogue.subtitle_file import read_subtitle_file
+
+            subtitles = Path(subtitles).expanduser()
+            added = read_subtitle_file(subtitles, info.duration_s, info.fps)
         try:
             film_id = file_fingerprint(info.path)
         except OSError as err:
@@ -266,10 +293,34 @@ class RemoteEngine:
         self._frames = ClientFrames(info.path, self._server["image_size"])
         try:
             self._reopen()
+            self._open_dialogue(info, film_id, added, subtitles if added is not None else None)
         except BaseException:
             self.close()
             raise
         return info
+
+    def _open_dialogue(self, info: VideoInfo, film_id: str, added: Any, added_path: Any) -> None:
+        from moviechat_desktop.service.remote_dialogue import ClientFilmDialogue, RemoteDialogue
+
+        film_path = f"/films/{film_id}"
+        film_dialogue = ClientFilmDialogue(
+            info,
+            self.settings.dialogue,
+            self._json,
+            film_path,
+            self._server_speech_unavailable,
+            added=added,
+            added_path=added_path,
+        )
+        self._dialogue = RemoteDialogue(film_dialogue, self._json, film_path)
+        self._dialogue.current()  # settle the source now, so status() stays cheap
+
+    def _server_speech_unavailable(self) -> str | None:
+        """Why the server cannot recognise speech, or None (it says so in GET /info)."""
+        if self._server is None or "speech_unavailable" not in self._server:
+            return "the server does not recognise speech (it runs an older version)"
+        why = self._server["speech_unavailable"]
+        return None if why is None else str(why)
 
     def _reopen(self) -> None:
         if self._film_id is None or self._open_body is None:
@@ -288,6 +339,7 @@ class RemoteEngine:
             self._frames.close()
         self._frames = None
         self._video = self._plan = self._film_id = self._open_body = None
+        self._dialogue = None
         self._state = {}
         self._recent_fps = self._encode_seconds = 0.0
 
@@ -319,7 +371,8 @@ class RemoteEngine:
             return EncodeStatus(0, 0, 0, 0, (), 0.0, 0.0, False)
         data = {**data, "covered": wire.tuples(data.get("covered", [])), "frames_per_s": 0.0}
         status = wire.dataclass_from_wire(EncodeStatus, data)
-        return dataclasses.replace(status, frames_per_s=self._recent_fps)
+        speech = {} if self._dialogue is None else self._dialogue.status_fields()
+        return dataclasses.replace(status, frames_per_s=self._recent_fps, **speech)
 
     def _missing(self) -> list[int]:
         return [int(i) for i in self._state.get("missing", [])]
@@ -370,21 +423,53 @@ class RemoteEngine:
         return all(i > needed for i in self._missing())
 
     def background_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
-        """The film's background work: memory fragments only (no dialogue on a server yet)."""
-        return self.encode_step(cancel)
+        """The film's background work, as ``Assistant.background_step``: memory fragments
+        and speech chunks (uploaded for recognition on the server) take turns; a speech
+        failure is kept in the status and never stops the memory."""
+        status = self.status()
+        memory_due = self.model_loaded and not status.finished
+        if memory_due and not (status.speech_pending and self._speech_turn):
+            self._speech_turn = True
+            return self.encode_step(cancel)
+        self._speech_turn = False
+        if status.speech_pending:
+            try:
+                self.dialogue_step(cancel)
+            except DialogueError as err:
+                log.warning("speech recognition stopped: %s", err)
+        return self.status()
 
-    # ------------------------------------------------------------------ dialogue (not yet)
+    # ------------------------------------------------------------------ dialogue
     @property
     def dialogue(self) -> Dialogue:
-        """Dialogue is not sent to a server yet: answers there use the pictures alone."""
-        return Dialogue.none("No dialogue (not sent to the server)")
+        """The open film's dialogue, resolved here (``service/remote_dialogue.py``)."""
+        if self._dialogue is None:
+            return Dialogue.none("No film is open")
+        return self._dialogue.current()
 
     def set_dialogue_source(
         self, source: str = "auto", file: str | Path | None = None, track: int | None = None
     ) -> Dialogue:
-        raise MovieChatError(
-            "dialogue (subtitles, speech) is not used when the assistant runs on a server"
-        )
+        """As ``Assistant.set_dialogue_source`` (the file and the tracks are read here)."""
+        if self._dialogue is None:
+            raise NotReady("no film is open")
+        return self._dialogue.choose(source, file, track)
+
+    def subtitle_tracks(self) -> list[Any]:
+        return [] if self._dialogue is None else list(self._dialogue.film.tracks())
+
+    def dialogue_step(self, cancel: CancelToken | None = None) -> bool:
+        """Upload the next ~30 s of audio for recognition when speech is the source."""
+        return False if self._dialogue is None else self._dialogue.step(cancel)
+
+    def answer_length_limit(self) -> int:
+        """The longest answer the server's model takes (its GET /info)."""
+        self.load_model()
+        assert self._server is not None
+        limit = self._server.get("answer_length_limit")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ServerError("the server does not say how long an answer may be")
+        return limit
 
     # ------------------------------------------------------------------ questions
     def generation_settings(self) -> GenerationSettings:
@@ -411,7 +496,10 @@ class RemoteEngine:
             "mode": mode,
             "at_s": at_s,
             "record_question": record_question,
-            "settings": None if settings is None else dataclasses.asdict(settings),
+            # the window's settings (or this question's) always travel: never the server's
+            "settings": dataclasses.asdict(settings or self.generation_settings()),
+            # the dialogue the server holds for the prompt (sent once per film and choice)
+            "dialogue": None if self._dialogue is None else self._dialogue.sync(),
             # the server answers in this conversation even if it reopened the film meanwhile
             "conversation_id": self.conversation_id,
         }
@@ -486,6 +574,10 @@ class RemoteEngine:
             lost = response.status_code == 404 and _error_type(response) == "FilmNotOpen"
             if lost and attempt < REOPEN_ATTEMPTS:
                 self._reopen()
+                continue
+            if _error_type(response) == "DialogueMissing" and attempt < REOPEN_ATTEMPTS:
+                assert self._dialogue is not None
+                body["dialogue"] = self._dialogue.sync(force=True)  # reopened elsewhere
                 continue
             self._raise_for_status(response)
         raise ServerError("the server kept losing the film")  # pragma: no cover

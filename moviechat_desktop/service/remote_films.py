@@ -29,6 +29,12 @@ from moviechat_desktop.engine.errors import MovieChatError
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 from moviechat_desktop.service import remote_wire as wire
+from moviechat_desktop.service.served_dialogue import (
+    SpeechModels,
+    check_question_dialogue,
+    dialogue_for,
+)
+from moviechat_desktop.service.served_generation import check_generation
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,9 @@ class FilmService:
         self._films: OrderedDict[str, Assistant] = OrderedDict()
         self._max_films = max(1, max_films)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moviechat-engine")
+        self._speech_models = SpeechModels(
+            lambda: self.settings.dialogue.speech_model, self.settings.model.device
+        )
 
     # ------------------------------------------------------------------ threading
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -83,6 +92,8 @@ class FilmService:
             "codec": wire.FRAME_CODEC,
             "max_frames_body": wire.MAX_FRAMES_BODY,
             "films_open": len(self._films),
+            "speech_unavailable": self._speech_models.unavailable(),
+            "answer_length_limit": self._base.answer_length_limit(),
         }
 
     # ------------------------------------------------------------------ films
@@ -191,6 +202,9 @@ class FilmService:
                 raise wire.WireError("frame must be a base64 JPEG") from None
             frame = wire.decode_image(data, assistant.model.config.image_size)
         generation = _generation_settings(body.get("settings"))
+        if generation is not None:
+            check_generation(generation, assistant.answer_length_limit())
+        check_question_dialogue(assistant, body.get("dialogue"))
         _follow_conversation(assistant, body.get("conversation_id"))
         answer = assistant.ask(
             question,
@@ -212,6 +226,18 @@ class FilmService:
             "conversation_id": assistant.conversation_id,
             "history_error": assistant.history_error,
         }
+
+    # ------------------------------------------------------------------ dialogue
+    def set_dialogue(self, film_id: str, body: Any) -> dict[str, Any]:
+        """The film's dialogue from its client: timed lines, or speech recognised here."""
+        return dialogue_for(self.film(film_id), self._speech_models).put(body)
+
+    def recognise_speech(
+        self, film_id: str, index: int, audio: bytes, language: Any
+    ) -> dict[str, Any]:
+        """Recognise speech chunk ``index`` from the client's Ogg Opus upload."""
+        served = dialogue_for(self.film(film_id), self._speech_models)
+        return served.recognise(index, audio, language)
 
     # ------------------------------------------------------------------ conversations, cache
     def new_conversation(self, film_id: str) -> dict[str, Any]:

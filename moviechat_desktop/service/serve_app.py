@@ -9,6 +9,8 @@ token's SHA-256). Bodies are size-limited before they are read and every value i
     GET    /films/{film}                       its encoding state
     DELETE /films/{film}                       close it (its memory stays in the cache)
     PUT    /films/{film}/fragments/{i}         one fragment's frames (JPEG) → encoded
+    PUT    /films/{film}/dialogue              its dialogue: timed lines, or speech (below)
+    PUT    /films/{film}/speech/{i}            speech chunk i as Ogg Opus → its recognised lines
     POST   /films/{film}/ask                   a question → NDJSON stream of chunks
     POST   /films/{film}/conversations         start a new conversation
     GET    /films/{film}/conversations         the film's conversations
@@ -42,6 +44,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from moviechat_desktop.engine.errors import MovieChatError, NotReady
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.service import remote_wire as wire
+from moviechat_desktop.service.dialogue_wire import MAX_AUDIO_BODY, DialogueMissing
 from moviechat_desktop.service.remote_films import FilmNotOpen, FilmService
 
 log = logging.getLogger(__name__)
@@ -127,7 +130,7 @@ def _status_for(err: MovieChatError) -> int:
         return 400
     if isinstance(err, FilmNotOpen):
         return 404
-    if isinstance(err, NotReady):
+    if isinstance(err, NotReady | DialogueMissing):
         return 409
     return 422
 
@@ -182,6 +185,17 @@ def build_app(service: FilmService | None = None, token: str | None = None) -> F
     async def upload(film_id: str, index: int, request: Request, service: Service) -> Any:
         body = await _body(request, wire.MAX_FRAMES_BODY)
         return await service.run(service.upload, film_id, index, body)
+
+    @app.put(prefix + "/films/{film_id}/dialogue")
+    async def dialogue(film_id: str, request: Request, service: Service) -> Any:
+        body = await _json(request)
+        return await service.run(service.set_dialogue, film_id, body)
+
+    @app.put(prefix + "/films/{film_id}/speech/{index}")
+    async def speech(film_id: str, index: int, request: Request, service: Service) -> Any:
+        body = await _body(request, MAX_AUDIO_BODY)
+        language = request.query_params.get("language", "auto")
+        return await service.run(service.recognise_speech, film_id, index, body, language)
 
     @app.post(prefix + "/films/{film_id}/ask")
     async def ask(film_id: str, request: Request, service: Service) -> Any:

@@ -21,6 +21,8 @@ from moviechat_desktop.engine.dialogue.speech_cache import SpeechTranscript
 from moviechat_desktop.engine.errors import DialogueError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from moviechat_desktop.engine.dialogue.speech import Segment, SpeechModel
     from moviechat_desktop.engine.progress import CancelToken
 
@@ -29,37 +31,23 @@ log = logging.getLogger(__name__)
 CHUNK_S = 30.0
 
 
-class SpeechSession:
-    """The speech recognition of one film with one model (see module docstring)."""
+class SpeechChunks:
+    """A film's ``CHUNK_S`` chunks and which of them are recognised (``transcript``): the
+    progress that ``SpeechSession`` (recognition here) and the remote engine's client
+    (recognition on a server, ``service/remote_dialogue.py``) both report."""
 
     def __init__(
-        self,
-        film: Path,
-        film_id: str | None,
-        duration_s: float,
-        model: SpeechModel,
-        *,
-        language: str = "auto",
-        cache_dir: Path | None = None,
+        self, film: Path, duration_s: float, transcript: SpeechTranscript, language: str
     ) -> None:
         self.film = film
         self.duration_s = max(0.0, duration_s)
-        self.model = model
         self.language_setting = language or "auto"
         self.n_chunks = max(1, math.ceil(self.duration_s / CHUNK_S))
+        self.transcript = transcript
         self.error: str | None = None
         self.seconds_per_chunk = 0.0  # last chunk's wall time
         self.audio_seconds = 0.0  # audio recognised in this session
         self.busy_seconds = 0.0  # wall time spent recognising it
-        key = {
-            "film": film_id or "unsaved",
-            "source": "speech",
-            "model": model.identity(),
-            "language": self.language_setting,
-            "chunk_s": CHUNK_S,
-        }
-        # without a fingerprint there is nothing to key a cache on: kept in memory only
-        self.transcript = SpeechTranscript(key, cache_dir, persist=film_id is not None)
 
     # ------------------------------------------------------------------ progress
     @property
@@ -106,13 +94,59 @@ class SpeechSession:
     def lines(self) -> tuple[DialogueLine, ...]:
         return self.transcript.lines()
 
-    # ------------------------------------------------------------------ work
     def next_chunk(self) -> int | None:
         for index in range(self.n_chunks):
             if index not in self.transcript.chunks:
                 return index
         return None
 
+    def chunk_span(self, index: int) -> tuple[float, float]:
+        """Chunk ``index``'s start and length (s)."""
+        start = index * CHUNK_S
+        return start, self._chunk_end(index) - start
+
+    def _done(self, index: int, lines: tuple[DialogueLine, ...], language: str, t0: float) -> None:
+        elapsed = time.perf_counter() - t0
+        self.transcript.add(index, lines, language)
+        self.seconds_per_chunk = elapsed
+        self.audio_seconds += self.chunk_span(index)[1]
+        self.busy_seconds += elapsed
+        log.info(
+            "speech chunk %d/%d: %d lines in %.2f s", index + 1, self.n_chunks, len(lines), elapsed
+        )
+
+    @property
+    def real_time_factor(self) -> float:
+        """Wall time per second of audio in this session (0 before the first chunk)."""
+        return 0.0 if self.audio_seconds <= 0 else self.busy_seconds / self.audio_seconds
+
+
+class SpeechSession(SpeechChunks):
+    """The speech recognition of one film with one model (see module docstring)."""
+
+    def __init__(
+        self,
+        film: Path,
+        film_id: str | None,
+        duration_s: float,
+        model: SpeechModel,
+        *,
+        language: str = "auto",
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.model = model
+        key = {
+            "film": film_id or "unsaved",
+            "source": "speech",
+            "model": model.identity(),
+            "language": language or "auto",
+            "chunk_s": CHUNK_S,
+        }
+        # without a fingerprint there is nothing to key a cache on: kept in memory only
+        transcript = SpeechTranscript(key, cache_dir, persist=film_id is not None)
+        super().__init__(film, duration_s, transcript, language)
+
+    # ------------------------------------------------------------------ work
     def step(self, cancel: CancelToken | None = None) -> bool:
         """Recognise the next chunk; False when there is nothing left (or it failed before)."""
         if self.error is not None:
@@ -122,13 +156,26 @@ class SpeechSession:
             return False
         if cancel is not None:
             cancel.raise_if_cancelled()
-        start = index * CHUNK_S
-        length = self._chunk_end(index) - start
+        start, length = self.chunk_span(index)
         t0 = time.perf_counter()
         try:
             audio = decode_audio(self.film, start, length)
-            lines: tuple[DialogueLine, ...] = ()
-            language = self.transcript.language
+        except DialogueError as err:
+            self.error = str(err)
+            raise
+        self.recognise_chunk(index, audio, cancel, t0)
+        return True
+
+    def recognise_chunk(
+        self, index: int, audio: np.ndarray, cancel: CancelToken | None = None, t0: float = 0.0
+    ) -> tuple[DialogueLine, ...]:
+        """Recognise chunk ``index`` from its audio (16 kHz mono float32, decoded here or
+        uploaded by a client) and record it; its lines."""
+        t0 = t0 or time.perf_counter()
+        start = index * CHUNK_S
+        lines: tuple[DialogueLine, ...] = ()
+        language = self.transcript.language
+        try:
             if audio.size >= SAMPLE_RATE // 10:
                 wanted = None if self.language_setting == "auto" else self.language_setting
                 chosen = wanted or language or None
@@ -140,20 +187,8 @@ class SpeechSession:
         except DialogueError as err:
             self.error = str(err)
             raise
-        elapsed = time.perf_counter() - t0
-        self.transcript.add(index, lines, language)
-        self.seconds_per_chunk = elapsed
-        self.audio_seconds += length
-        self.busy_seconds += elapsed
-        log.info(
-            "speech chunk %d/%d: %d lines in %.2f s", index + 1, self.n_chunks, len(lines), elapsed
-        )
-        return True
-
-    @property
-    def real_time_factor(self) -> float:
-        """Wall time per second of audio in this session (0 before the first chunk)."""
-        return 0.0 if self.audio_seconds <= 0 else self.busy_seconds / self.audio_seconds
+        self._done(index, lines, language, t0)
+        return lines
 
 
 def _to_lines(segments: list[Segment], offset: float, chunk_end: float) -> tuple[DialogueLine, ...]:
