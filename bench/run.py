@@ -257,6 +257,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             run_metrics.update(startup)
             if problem:
                 errors.append(f"startup probe: {problem}")
+            if probe_film is not None and not args.quick:  # fresh CLI processes (cli_startup)
+                from bench.cli_startup import measure_cli_ask
+
+                try:
+                    figures = measure_cli_ask(probe_film, settings.model.model_dir, repeats)
+                except RuntimeError as err:
+                    errors.append(f"CLI start-up: {err}")
+                else:
+                    run_metrics.update({k: v for k, v in figures.items() if "load_av" not in k})
     from bench import dialogue_bench
 
     run_metrics.update(dialogue_bench.measure_prompt(repeats=max(5, repeats * 5)))

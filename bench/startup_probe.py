@@ -10,6 +10,9 @@ It prints one JSON object: seconds until the model is ready and the stalls of a 
 timer on the GUI thread meanwhile (as in ``ui_bench``); with ``--film``, the stalls while the
 film is encoded (no cache) and a global question answered, and how long quitting takes
 (``ModelWorker.shutdown``, the window's close) while the film is being encoded again.
+
+``--cli-ask FILM`` measures a command-line call instead (``bench/cli_startup.py``): a cached
+``ask``'s wall and CPU, its import split, and ``python -c "import torch"`` as the yardstick.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from moviechat_desktop.runtime_env import prefer_passive_openmp
 
@@ -60,10 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--film", default="", help="also encode, answer and quit while encoding")
     p.add_argument("--fragments", type=int, default=0, help="sampling plan (default: shipped)")
     p.add_argument("--timeout-s", type=float, default=1800)
+    p.add_argument("--cli-ask", metavar="FILM", help="time a cached CLI ask instead (no GUI)")
+    p.add_argument("--repeats", type=int, default=3, help="cached asks to time (--cli-ask)")
     args = p.parse_args(argv)
-    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
-    from pathlib import Path
+    if args.cli_ask:
+        from bench.cli_startup import format_rows, measure_cli_ask
 
+        figures = measure_cli_ask(Path(args.cli_ask), args.model_dir, max(1, args.repeats))
+        print(format_rows(figures), file=sys.stderr)
+        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+        return 0
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
