@@ -5,9 +5,12 @@
   only the reference frames (``skip_frame=NONREF``) up to the last planned frame of that GOP
   (PyAV, N threads) — what any reader that returns those frames must at least decode;
 - bare decord over the plan's frames: ``VideoReader(width=224, height=224)`` + ``get_batch``
-  per fragment, opening included (what our decoder is built on);
+  per fragment, opening included (what the exact frames are read with);
+- our reader alone: ``ReferenceFrameReader`` (the default, ``exact_frames = false``) over the
+  plan, one fragment per call at 224 px, opening included, and how far its pictures moved from
+  the planned frames (frames, display order);
 - ours, open → memory ready: ``Assistant.open`` + ``encode`` with the tiny test model, no
-  cache (model loading excluded);
+  cache (model loading excluded), with the default reader and (``--exact``) exact frames;
 and ours ÷ each. ``python -m bench.decode_limit FILM [--fragments N] [--threads N]``; the
 plan is the app's (``--fragments`` shrinks it, e.g. to keep a short film's plan as sparse as
 a long film's).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -101,11 +105,42 @@ def bare_decord_s(path: Path, fragments: list[list[int]], threads: int) -> float
     return time.perf_counter() - start
 
 
-def ours_s(path: Path, fragments: int | None, model_dir: Path) -> float:
+def our_reader(
+    path: Path, fragments: list[list[int]], threads: int, skip_loop_filter: bool = False
+) -> dict[str, float]:
+    """Seconds for the default reader alone over the plan, and how far its pictures moved."""
+    from moviechat_desktop.engine.video.probe import probe
+    from moviechat_desktop.engine.video.reference_frames import ReferenceFrameReader
+    from moviechat_desktop.engine.video.sampling import frame_starts
+
+    info = probe(path)  # not timed: the Assistant has it before it reads a frame
+    start = time.perf_counter()
+    reader = ReferenceFrameReader(
+        path, frame_starts(info), 224, threads, info.rotation, skip_loop_filter=skip_loop_filter
+    )
+    for indices in fragments:
+        reader.decode_array(indices)
+    seconds = time.perf_counter() - start
+    fallback = float(reader.exact)
+    reader.close()
+    return {"reader_s": seconds, "reader_exact_fallback": fallback, **moved(reader.moves)}
+
+
+def moved(moves: list[int]) -> dict[str, float]:
+    """The distribution of |chosen - planned| in frames."""
+    sizes = [abs(m) for m in moves]
+    out = {f"moved_{k}": float(sum(1 for m in sizes if m == k)) for k in (0, 1, 2)}
+    out["moved_3_or_more"] = float(sum(1 for m in sizes if m >= 3))
+    out["moved_max"] = float(max(sizes, default=0))
+    return out
+
+
+def ours_s(path: Path, fragments: int | None, model_dir: Path, exact: bool = False) -> float:
     from moviechat_desktop.engine.assistant import Assistant
     from moviechat_desktop.engine.settings import load_settings
 
     settings = load_settings(Path("/dev/null"))
+    settings.sampling.exact_frames = exact
     if fragments:
         settings.sampling.n_fragments = fragments
     assistant = Assistant(
@@ -120,16 +155,32 @@ def ours_s(path: Path, fragments: int | None, model_dir: Path) -> float:
     return ready
 
 
-def measure(path: Path, fragments: int | None, threads: int, model_dir: Path) -> dict:
+def measure(
+    path: Path,
+    fragments: int | None,
+    threads: int,
+    model_dir: Path,
+    *,
+    exact: bool = False,
+    skip_loop_filter: bool = False,
+) -> dict:
     plan = plan_indices(path, fragments)
     flat = [i for f in plan for i in f]
     out: dict[str, float] = {"plan_frames": float(len(flat))}
+    out["load_before"] = os.getloadavg()[0]
     out["full_decode_s"] = full_decode_s(path, threads)
     out.update(decode_limit(path, flat, threads))
     out["bare_decord_s"] = bare_decord_s(path, plan, threads)
+    out.update(our_reader(path, plan, threads))
+    if skip_loop_filter:  # the same reader without the deblocking filter (not the app's)
+        out["reader_no_deblock_s"] = our_reader(path, plan, threads, True)["reader_s"]
     out["ours_open_to_ready_s"] = ours_s(path, fragments, model_dir)
+    if exact:
+        out["ours_exact_open_to_ready_s"] = ours_s(path, fragments, model_dir, exact=True)
+    out["load_after"] = os.getloadavg()[0]
     for row in ("full_decode_s", "limit_s", "bare_decord_s"):
         out[f"ours_over_{row[:-2]}"] = out["ours_open_to_ready_s"] / out[row]
+        out[f"reader_over_{row[:-2]}"] = out["reader_s"] / out[row]
     return out
 
 
@@ -139,11 +190,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fragments", type=int, default=None, help="plan fragments (default: app's)")
     p.add_argument("--threads", type=int, default=2, help="decoder threads for every row")
     p.add_argument("--model-dir", default=str(ROOT / "tests" / "data" / "reference"))
+    p.add_argument("--exact", action="store_true", help="also ours with exact_frames = true")
+    p.add_argument(
+        "--no-deblock", action="store_true", help="also our reader without the loop filter"
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     results = {}
     for film in args.film:
-        results[film] = measure(Path(film), args.fragments, args.threads, Path(args.model_dir))
+        results[film] = measure(
+            Path(film),
+            args.fragments,
+            args.threads,
+            Path(args.model_dir),
+            exact=args.exact,
+            skip_loop_filter=args.no_deblock,
+        )
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -164,7 +226,21 @@ def main(argv: list[str] | None = None) -> int:
             f"  bare decord, plan's frames     {r['bare_decord_s']:8.2f} s   ours ÷ it "
             f"{r['ours_over_bare_decord']:.2f}"
         )
+        print(
+            f"  our reader alone               {r['reader_s']:8.2f} s   ÷ full "
+            f"{r['reader_over_full_decode']:.2f}, ÷ limit {r['reader_over_limit']:.2f}"
+        )
+        print(
+            f"  frames moved 0/1/2/3+ (max)    {r['moved_0']:.0f}/{r['moved_1']:.0f}/"
+            f"{r['moved_2']:.0f}/{r['moved_3_or_more']:.0f} ({r['moved_max']:.0f})"
+            + ("  EXACT FALLBACK" if r["reader_exact_fallback"] else "")
+        )
+        if "reader_no_deblock_s" in r:
+            print(f"  our reader, no loop filter     {r['reader_no_deblock_s']:8.2f} s")
         print(f"  ours: open -> memory ready     {r['ours_open_to_ready_s']:8.2f} s")
+        if "ours_exact_open_to_ready_s" in r:
+            print(f"  ours, exact frames             {r['ours_exact_open_to_ready_s']:8.2f} s")
+        print(f"  load average before/after      {r['load_before']:.1f} / {r['load_after']:.1f}")
     return 0
 
 

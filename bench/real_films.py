@@ -9,6 +9,12 @@ holds its recipe) and reused:
 
     python -m bench.real_films 1080p --seconds 3600    # the 1-hour film (~2.2 GB, ~50 min here)
     python -m bench.real_films 4k --seconds 20
+    python -m bench.real_films 1080p --seconds 3600 --loop 60   # 60 copies of the 1-minute film
+
+``--loop N`` joins copies of the N-second film end to end without re-encoding (ffmpeg's concat
+demuxer, stream copy): seconds instead of hours on a loaded machine, and to a decoder the same
+as one long encode — the same GOPs (each copy starts with a keyframe), B-frames, bitrate and
+picture size; only the pictures repeat every N seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +49,19 @@ def film_1080p(seconds: int = 3600, cache_dir: Path = BENCH_CACHE) -> Path:
     return _make(path, cmd)
 
 
+def film_1080p_looped(seconds: int, piece_s: int, cache_dir: Path = BENCH_CACHE) -> Path:
+    """``seconds // piece_s`` copies of ``film_1080p(piece_s)`` joined by stream copy."""
+    if piece_s < 1 or seconds % piece_s:
+        raise ValueError(f"{seconds} s is not a whole number of {piece_s}-s pieces")
+    piece = film_1080p(piece_s, cache_dir)
+    path = cache_dir / f"real-1080p-h264-{seconds}s-5M-loop{piece_s}.mp4"
+    listing = cache_dir / f"loop-{seconds}-{piece_s}.txt"
+    listing.write_text(f"file '{piece.name}'\n" * (seconds // piece_s), "utf-8")
+    cmd = [_require_ffmpeg(), "-v", "error", "-y", "-f", "concat", "-safe", "0"]
+    cmd += ["-i", str(listing), "-map", "0:v:0", "-c", "copy", "-f", "mp4"]
+    return _make(path, cmd)
+
+
 def clip_4k_hevc(seconds: int = 20, cache_dir: Path = BENCH_CACHE) -> Path:
     """3840x2160 HEVC Main10 (yuv420p10le) at 24 fps, ~15 Mb/s, x265's default GOP."""
     path = cache_dir / f"real-4k-hevc10-{seconds}s-15M.mkv"
@@ -57,10 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.real_films")
     p.add_argument("kind", choices=("1080p", "4k"))
     p.add_argument("--seconds", type=int, default=None, help="length (1080p: 3600, 4k: 20)")
+    p.add_argument("--loop", type=int, default=None, metavar="N", help="copies of an N-s film")
     args = p.parse_args(argv)
     if args.seconds is not None and args.seconds < 1:
         p.error("--seconds must be at least 1")
-    if args.kind == "1080p":
+    if args.loop is not None and (args.kind != "1080p" or args.loop < 1):
+        p.error("--loop takes a positive length and the 1080p film")
+    if args.loop is not None and (args.seconds or 3600) % args.loop:
+        p.error("--seconds must be a multiple of --loop")
+    if args.kind == "1080p" and args.loop:
+        path = film_1080p_looped(args.seconds or 3600, args.loop)
+    elif args.kind == "1080p":
         path = film_1080p(args.seconds or 3600)
     else:
         path = clip_4k_hevc(args.seconds or 20)

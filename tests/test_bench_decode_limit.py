@@ -37,3 +37,25 @@ def test_real_films_refuses_a_non_positive_length(capsys):
         real_films.main(["1080p", "--seconds", "0"])
     assert exit_info.value.code == 2
     assert "--seconds must be at least 1" in capsys.readouterr().err
+
+
+def test_our_reader_row_counts_every_planned_frame_and_how_far_it_moved(clip):
+    plan = decode_limit.plan_indices(clip, fragments=2)
+    row = decode_limit.our_reader(clip, plan, threads=1)
+    assert row["reader_s"] > 0 and row["reader_exact_fallback"] == 0.0
+    counted = row["moved_0"] + row["moved_1"] + row["moved_2"] + row["moved_3_or_more"]
+    assert counted == sum(len(f) for f in plan)
+    assert row["moved_max"] <= 2  # two B-frames between references at most
+    assert decode_limit.moved([0, -1, 1, 3, -5]) == {
+        "moved_0": 1.0, "moved_1": 2.0, "moved_2": 0.0, "moved_3_or_more": 2.0, "moved_max": 5.0
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv", [["4k", "--loop", "5"], ["1080p", "--seconds", "90", "--loop", "60"]]
+)
+def test_real_films_refuses_a_loop_it_cannot_make(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        real_films.main(argv)
+    assert exit_info.value.code == 2
+    assert "--loop" in capsys.readouterr().err

@@ -97,11 +97,13 @@ def test_a_file_nothing_decodes_from_is_still_refused(reference_dir, damaged, tm
 
 def test_when_every_fragment_fails_the_error_is_clear(reference_dir, damaged, monkeypatch):
     from moviechat_desktop.engine.video.frames import FrameDecoder
+    from moviechat_desktop.engine.video.reference_frames import ReferenceFrameReader
 
     def broken(self, indices):
         raise VideoDecodeError(f"'{self.path.name}' is damaged: the picture cannot be decoded.")
 
-    monkeypatch.setattr(FrameDecoder, "decode", broken)
+    monkeypatch.setattr(FrameDecoder, "decode", broken)  # exact frames
+    monkeypatch.setattr(ReferenceFrameReader, "decode", broken)  # the default reader
     assistant = _assistant(reference_dir, use_cache=False)
     assistant.open(damaged)
     with pytest.raises(VideoDecodeError, match="none of its pictures can be decoded"):

@@ -49,6 +49,9 @@ class SamplingSettings:
     n_fragments: int = 128  # equal-duration fragments per film
     frames_per_fragment: int = 8  # frames sampled uniformly in each fragment
     fps: float = 1.0  # rate of the "fps" plan
+    # True: the planned frames themselves (the original's, slower on long films); False: the
+    # nearest reference picture to each (engine/video/reference_frames.py)
+    exact_frames: bool = False
 
 
 @dataclass

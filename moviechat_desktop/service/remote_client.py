@@ -290,10 +290,36 @@ class RemoteEngine:
             "use_cache": self.use_cache,
         }
         self._film_id, self._video, self._plan = film_id, info, plan
-        self._frames = ClientFrames(info.path, self._server["image_size"])
+        exact = self.settings.sampling.exact_frames  # the nearest reference pictures unless set
+        self._frames = ClientFrames(info.path, self._server["image_size"], None if exact else info)
         try:
             self._reopen()
             self._open_dialogue(info, film_id, added, subtitles if added is not None else None)
+        except BaseException:
+            self.close()
+            raise
+        return info
+
+    def open_on_server(self, path: str) -> VideoInfo:
+        """Open a film the server reads itself (``path`` as the server sees it, e.g. a shared
+        mount): it decodes the frames and the breakpoint pictures there, and finds the memory
+        a library job (``encode --on-server``) built. Its dialogue is the server's."""
+        self.load_model()
+        self.close()
+        sampling = wire.sampling_to_wire(self.settings.sampling)
+        reply = self._json("POST", "/library/films", json={"path": path, "sampling": sampling})
+        if not isinstance(reply, dict):
+            raise ServerError("the server sent a malformed film description")
+        try:
+            film_id = wire.check_film_id(reply.get("film_id"))
+            info = wire.info_from_wire(reply.get("info"))
+            plan = wire.plan_from_wire(reply.get("plan"), self.settings.sampling, info)
+        except wire.WireError as err:
+            raise ServerError(f"the server sent a malformed film description ({err})") from None
+        self._open_body = {"server_path": path, "sampling": sampling, "use_cache": self.use_cache}
+        self._film_id, self._video, self._plan = film_id, info, plan
+        try:
+            self._reopen()
         except BaseException:
             self.close()
             raise
@@ -385,9 +411,15 @@ class RemoteEngine:
             return self.status()
         if cancel is not None:
             cancel.raise_if_cancelled()
-        assert self._frames is not None
         start = time.perf_counter()
         index = missing[0]
+        if self._frames is None:  # a film the server reads itself (open_on_server)
+            self._take_state(self._json("POST", f"/films/{self._film_id}/encode"))
+            elapsed = time.perf_counter() - start
+            self._encode_seconds += elapsed
+            count = len(plan.fragments[index].frame_indices)
+            self._recent_fps = count / elapsed if elapsed > 0 else 0.0
+            return self.status()
         frames = self._frames.fragment(plan.fragments[index].frame_indices)
         body = wire.pack_frames(frames)
         self.bytes_uploaded += len(body)
@@ -490,12 +522,54 @@ class RemoteEngine:
         """Answer ``question`` on the server, streaming its chunks as they arrive."""
         if not question.strip():
             raise MovieChatError("the question is empty")
+        body: dict[str, Any] = {"question": question, "record_question": record_question}
+        yield from self._answer(body, mode, at_s, settings, cancel)
+
+    def regenerate(
+        self,
+        question_id: str,
+        settings: GenerationSettings | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[str]:
+        """Answer the conversation's question ``question_id`` again, on the server."""
+        mode, at_s = self._question_place(question_id)
+        body: dict[str, Any] = {"question": "", "regenerate": question_id}
+        yield from self._answer(body, mode, at_s, settings, cancel)
+
+    def edit_question(
+        self,
+        question_id: str,
+        text: str,
+        settings: GenerationSettings | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[str]:
+        """Ask ``text`` in place of question ``question_id``, on the server."""
+        if not text.strip():
+            raise MovieChatError("the question is empty")
+        mode, at_s = self._question_place(question_id)
+        body: dict[str, Any] = {"question": text, "edit": question_id}
+        yield from self._answer(body, mode, at_s, settings, cancel)
+
+    def _question_place(self, question_id: str) -> tuple[str, float | None]:
+        """The mode and time of a saved question (its breakpoint picture goes with it)."""
+        for record in self.conversation_records():
+            if record.id == question_id and record.role == "user":
+                return record.mode, record.at_s
+        return "global", None  # the server says what is wrong with it
+
+    def _answer(
+        self,
+        body: dict[str, Any],
+        mode: str,
+        at_s: float | None,
+        settings: GenerationSettings | None,
+        cancel: CancelToken | None,
+    ) -> Iterator[str]:
         info, _ = self._require_film()
-        body: dict[str, Any] = {
-            "question": question,
+        body = {
+            **body,
             "mode": mode,
             "at_s": at_s,
-            "record_question": record_question,
             # the window's settings (or this question's) always travel: never the server's
             "settings": dataclasses.asdict(settings or self.generation_settings()),
             # the dialogue the server holds for the prompt (sent once per film and choice)
@@ -504,8 +578,8 @@ class RemoteEngine:
             "conversation_id": self.conversation_id,
         }
         in_film = at_s is not None and -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S
-        if mode == "breakpoint" and at_s is not None and in_film:  # else the server says why
-            assert self._frames is not None
+        # else the server says why, or grabs the picture itself (a film it reads itself)
+        if mode == "breakpoint" and at_s is not None and in_film and self._frames is not None:
             picture = self._frames.picture_at(min(max(at_s, 0.0), info.duration_s))
             data = wire.encode_image(picture)
             self.bytes_uploaded += len(data)
@@ -599,6 +673,10 @@ class RemoteEngine:
                 timings[f"server_{key}"] = float(server[key])
         answer.timings = timings
         answer.tokens = int(server.get("tokens") or 0)
+        for key in ("question_id", "answer_id"):
+            value = server.get(key)
+            setattr(answer, key, value if isinstance(value, str) else None)
+        answer.coverage = str(server.get("coverage") or "")
         # The client sees text, not tokens: its first token is its first text less the time
         # the server's streamer held that text back after the decoder's first token.
         if answer.first_text_s is None:

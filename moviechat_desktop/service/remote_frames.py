@@ -1,9 +1,10 @@
 """The remote engine client's own decoding: the sampled frames and breakpoint pictures, as numpy.
 
-The same decord readers, timeline and rules as ``engine.video.frames`` (``FrameDecoder`` for the
-plan's frames, squashed to the model's input size by decord; ``FrameGrabber`` for the picture
-on screen at t, squashed with Pillow's bicubic), minus the normalization, which the server does:
-what leaves this module is uint8 pixels at the model's input size. Torch-free.
+The same readers, timeline and rules as ``engine.video.frames`` (``FrameDecoder`` for the
+plan's exact frames, squashed to the model's input size by decord, or ``ReferenceFrameReader``
+for the nearest reference pictures, as ``[sampling] exact_frames`` says; ``FrameGrabber`` for
+the picture on screen at t, squashed with Pillow's bicubic), minus the normalization, which the
+server does: what leaves this module is uint8 pixels at the model's input size. Torch-free.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,17 +27,24 @@ from moviechat_desktop.engine.video.probe import (
 )
 from moviechat_desktop.engine.video.sampling import frame_shown_at
 
+if TYPE_CHECKING:
+    from moviechat_desktop.engine.video.probe import VideoInfo
+
 log = logging.getLogger(__name__)
 
 _END_SLACK_S = 1.0  # as FrameGrabber: the player's length can outlast the picture
 
 
 class ClientFrames:
-    """Decodes one film's sampled frames and breakpoint pictures at ``size``. One owner thread."""
+    """Decodes one film's sampled frames and breakpoint pictures at ``size``. One owner thread.
 
-    def __init__(self, path: str | Path, size: int) -> None:
+    ``info`` (the film's probe): read the nearest reference pictures of the planned frames
+    (``ReferenceFrameReader``); None: the exact frames."""
+
+    def __init__(self, path: str | Path, size: int, info: VideoInfo | None = None) -> None:
         self.path = Path(path)
         self.size = size
+        self._info = info
         self._small: Any = None  # frames squashed by decord (the plan's frames)
         self._full: Any = None  # full-size frames (breakpoint pictures)
         self._starts: np.ndarray | None = None
@@ -44,8 +52,18 @@ class ClientFrames:
 
     def fragment(self, indices: Sequence[int]) -> np.ndarray:
         """The frames at ``indices`` → ``(n, size, size, 3)`` uint8."""
+        if self._small is None and self._info is not None:
+            from moviechat_desktop.engine.video.reference_frames import ReferenceFrameReader
+            from moviechat_desktop.engine.video.sampling import frame_starts
+
+            info = self._info
+            self._small = ReferenceFrameReader(
+                self.path, frame_starts(info), self.size, rotation=info.rotation
+            )
         if self._small is None:
             self._small = open_reader(self.path, self.size)
+        if self._info is not None:
+            return self._small.decode_array(indices)  # VideoDecodeError names the time
         try:
             return np.ascontiguousarray(self._small.get_batch([int(i) for i in indices]).asnumpy())
         except decord_errors() as exc:
@@ -77,4 +95,6 @@ class ClientFrames:
         return resize_bicubic(rgb, self.size)
 
     def close(self) -> None:
+        if self._info is not None and self._small is not None:
+            self._small.close()
         self._small = self._full = None

@@ -176,6 +176,9 @@ def sampling_from_wire(data: Any) -> SamplingSettings:
         n_fragments=_number(data, "n_fragments", 1, MAX_FRAGMENTS, int),
         frames_per_fragment=_number(data, "frames_per_fragment", 1, MAX_FRAMES_PER_FRAGMENT, int),
         fps=_number(data, "fps", 1e-3, 100.0),
+        # which pictures the client sends (part of the memory's key); clients from before the
+        # choice sent the exact frames
+        exact_frames=data.get("exact_frames", True) is not False,
     )
 
 

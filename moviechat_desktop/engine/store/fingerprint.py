@@ -84,7 +84,8 @@ def model_identity(paths: ModelPaths, config: ModelConfig, precision: str) -> di
 
 
 def sampling_identity(sampling: SamplingSettings) -> dict[str, Any]:
-    """The sampling settings that shape the plan (the unused rate of the other plan left out)."""
+    """The sampling settings that shape the plan (the unused rate of the other plan left out)
+    and, unless ``exact_frames``, the reader that picks the pictures near the planned ones."""
     identity: dict[str, Any] = {
         "plan": sampling.plan,
         "frames_per_fragment": sampling.frames_per_fragment,
@@ -93,6 +94,10 @@ def sampling_identity(sampling: SamplingSettings) -> dict[str, Any]:
         identity["fps"] = sampling.fps
     else:
         identity["n_fragments"] = sampling.n_fragments
+    if not sampling.exact_frames:  # exact frames keep the key caches had before the choice
+        from moviechat_desktop.engine.video.reader_identity import READER_IDENTITY
+
+        identity["frames"] = dict(READER_IDENTITY)
     return identity
 
 
