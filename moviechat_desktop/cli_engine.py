@@ -55,11 +55,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue the film's latest conversation (default: start a new one)",
     )
+    ask.add_argument(
+        "--on-server",
+        action="store_true",
+        help="VIDEO is a path on the server (e.g. a shared mount): the server reads the film "
+        "itself and uses the memory 'encode --on-server' built (needs --server)",
+    )
     ask.set_defaults(handler=run_ask)
 
     enc = sub.add_parser("encode", help="build a video's memory (progress bar on stderr)")
-    enc.add_argument("video")
+    enc.add_argument(
+        "video",
+        nargs="+",
+        help="the film (with --on-server: files or folders as the server sees them)",
+    )
     _common(enc)
+    enc.add_argument(
+        "--on-server",
+        action="store_true",
+        help="the VIDEO paths are on the server (e.g. a shared mount): it reads and encodes "
+        "them itself, spread over its cluster (needs --server)",
+    )
     enc.set_defaults(handler=run_encode)
 
 
@@ -104,6 +120,11 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
     from moviechat_desktop.engine.progress import CancelToken
 
     timings: dict[str, float] = {}
+    on_server = getattr(args, "on_server", False)
+    if on_server and not args.server:
+        _usage_error("--on-server needs --server (the path is the server's)")
+    if on_server and getattr(args, "subtitles", None):
+        _usage_error("--subtitles names a file here; with --on-server the server reads the film")
     assistant = cli_serve.make_engine(args) or Assistant(
         model_dir=args.model_dir, use_cache=not args.no_cache
     )
@@ -111,7 +132,9 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
         assistant.settings.dialogue.enabled = False
     t0 = time.perf_counter()
     subtitles = getattr(args, "subtitles", None)
-    if subtitles is None:
+    if on_server:
+        info = assistant.open_on_server(args.video)
+    elif subtitles is None:
         info = assistant.open(args.video)
     else:
         info = assistant.open(args.video, subtitles=subtitles)
@@ -143,6 +166,29 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
             file=sys.stderr,
         )
     return assistant, info, status, timings
+
+
+def _usage_error(message: str) -> None:
+    from moviechat_desktop.cli import EXIT_USAGE
+
+    print(f"moviechat-desktop: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _encode_on_server(args: argparse.Namespace) -> int:
+    """``encode --server URL --on-server PATH...``: a library job on the server."""
+    if not args.server:
+        _usage_error("--on-server needs --server (the paths are the server's)")
+    if args.model_dir:
+        _usage_error("--model-dir is the server's business: it cannot be combined with --server")
+    if args.no_cache:
+        _usage_error(
+            "--no-cache cannot be combined with --on-server (the job builds the server's "
+            "cached memories)"
+        )
+    from moviechat_desktop.cli_library_job import run_library_job
+
+    return run_library_job(args)
 
 
 def _at_time(text: str) -> float:
@@ -278,6 +324,11 @@ def _recognise_speech(assistant, until_s: float, timings: dict[str, float]) -> N
 def run_encode(args: argparse.Namespace) -> int:
     from moviechat_desktop.cli_dialogue import recognise_speech
 
+    if args.on_server:
+        return _encode_on_server(args)
+    if len(args.video) > 1:
+        _usage_error("one VIDEO at a time (several films or folders: --on-server)")
+    args.video = args.video[0]
     assistant, info, status, timings = _open_and_encode(args)
     with contextlib.closing(assistant):  # releases the film's cache entry and files
         speech_error = recognise_speech(assistant)  # when speech is the film's dialogue source

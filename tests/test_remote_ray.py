@@ -7,6 +7,7 @@ and config live under the test's temp dir, Ray's temp dir is a short /tmp/mcray-
 socket paths must stay short), removed at the end.
 """
 
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+import torch
 
 pytest.importorskip("ray")
 pytest.importorskip("fastapi")
@@ -219,6 +221,127 @@ def test_a_server_killed_mid_answer_is_a_clear_error_and_a_retry_works(server, r
     retry = "".join(remote.ask("What happens?", settings=GREEDY))
     assert retry == expected
     assert remote.cache_restored == 12
+
+
+# --------------------------------------------------------------------------- library jobs
+def _settings_file(text: str) -> None:
+    from moviechat_desktop.engine.settings import user_config_dir
+
+    user_config_dir().mkdir(parents=True, exist_ok=True)
+    (user_config_dir() / "settings.toml").write_text(text)
+
+
+def _encode_on_server(server, capsys, *paths) -> tuple[int, str, str]:
+    from moviechat_desktop.cli import main
+
+    command = ["encode", "--server", server.url, "--token-file", str(server.token_file)]
+    code = main([*command, "--on-server", *map(str, paths)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_library_job_encodes_films_the_server_reads_and_a_rerun_skips_them(
+    server, capsys, monkeypatch, reference_dir, bikes_mp4, vtest_avi, tmp_path
+):
+    """encode --on-server: one job, fragments as Ray tasks (decode) + the encoder actor; the
+    memory is the one a local encode makes, in the server's cache; a rerun encodes nothing."""
+    _settings_file("[sampling]\nn_fragments = 12\nframes_per_fragment = 8\n")
+    code, out, err = _encode_on_server(server, capsys, bikes_mp4, vtest_avi)
+    assert code == 0, err
+    assert "library job: 24/24 fragments (100%), 2/2 films" in err
+    assert out.startswith("2 of 2 films ready on the server: 24 fragments encoded, 0 already")
+
+    code, out, err = _encode_on_server(server, capsys, vtest_avi, bikes_mp4)  # resume: all there
+    assert code == 0, err
+    assert out.startswith("2 of 2 films ready on the server: 0 fragments encoded, 24 already")
+
+    # the server's cache holds what a local encode of the tiny model computes
+    monkeypatch.setenv("XDG_CACHE_HOME", str(server.token_file.parent / "cache"))
+    for film in (bikes_mp4, vtest_avi):
+        cached = Assistant(settings=small_settings(), model_dir=reference_dir)
+        cached.open(film)
+        cached.load_model()
+        assert cached.cache_restored == 12 and cached.status().finished
+        local = Assistant(settings=small_settings(), model_dir=reference_dir, use_cache=False)
+        local.open(film)
+        local.encode()
+        for mine, theirs in zip(cached._memory.fragments(), local._memory.fragments(), strict=True):
+            assert mine.timestamps == theirs.timestamps
+            assert torch.equal(mine.raw, theirs.raw.half().float()), film.name
+            assert torch.equal(mine.long, theirs.long.half().float()), film.name
+        cached.close()
+        local.close()
+
+    # ask --on-server: the server opens the film by its path and finds the job's memory
+    from moviechat_desktop.cli import main
+
+    base = ["ask", "--server", server.url, "--token-file", str(server.token_file), "--on-server"]
+    code = main([*base, str(vtest_avi), "What happens?", "--greedy", "--json", "--at", "3"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    reply = json.loads(out)
+    assert reply["fragments_from_cache"] == 12 and reply["fragments_encoded"] == 12
+    assert reply["mode"] == "breakpoint" and reply["engine"] == "server"
+    assert reply["memory_frames"] > 0
+
+    # a path the server cannot use: one line for it, the rest is encoded, exit 1
+    text = tmp_path / "notes.mkv"
+    text.write_text("not a film")
+    code, out, err = _encode_on_server(server, capsys, tmp_path / "gone.mp4", text, bikes_mp4)
+    assert code == 1
+    assert f"error: {tmp_path / 'gone.mp4'}: no such file or folder on the server\n" in err
+    assert f"error: {text}: not a video the server can read" in err
+    assert out.startswith("1 of 3 films ready on the server")
+
+
+def test_ctrl_c_cancels_the_library_job_on_the_server(server, capsys, monkeypatch, bigbuckbunny):
+    from moviechat_desktop import cli_library_job
+    from moviechat_desktop.service.library_job_client import LibraryClient
+
+    _settings_file("[sampling]\nn_fragments = 40\nframes_per_fragment = 8\n")
+    client = LibraryClient(server.url, server.token_file)
+    seen = []
+
+    def sleep(seconds):  # the user presses Ctrl-C once the job has encoded something
+        progress = client._call("GET", "/library/jobs/" + seen[-1]) if seen else None
+        if progress is not None and progress["fragments_encoded"] >= 1:
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+
+    real_submit = LibraryClient.submit
+
+    def submit(self, paths, settings):
+        reply = real_submit(self, paths, settings)
+        seen.append(reply["job_id"])
+        return reply
+
+    monkeypatch.setattr(cli_library_job.time, "sleep", sleep)
+    monkeypatch.setattr(LibraryClient, "submit", submit)
+    code, _, err = _encode_on_server(server, capsys, bigbuckbunny)
+    assert code == 130
+    assert "interrupted: the job on the server is cancelled" in err
+    monkeypatch.undo()
+    deadline = time.monotonic() + 60
+    while (progress := client.progress(seen[0]))["state"] != "cancelled":
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.2)
+    assert 1 <= progress["fragments_done"] < progress["fragments_total"] == 40
+    done_before = progress["fragments_done"]
+    # the next run resumes: what was encoded before the cancel comes from the cache
+    again = client.submit(
+        [str(bigbuckbunny)],
+        AppSettings(sampling=SamplingSettings(n_fragments=40, frames_per_fragment=8)),
+    )
+    assert again["job_id"] != seen[0]
+    while (progress := client.progress(again["job_id"]))["fragments_from_cache"] == 0:
+        assert time.monotonic() < deadline and progress["state"] != "done", progress
+        time.sleep(0.1)
+    assert progress["fragments_from_cache"] == done_before
+    client.cancel(again["job_id"])
+    while client.progress(again["job_id"])["state"] != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    client.close()
 
 
 def test_serve_stops_cleanly_on_sigterm(server):

@@ -109,6 +109,10 @@ class FilmService:
         wire.check_film_id(film_id)
         if not isinstance(body, dict):
             raise wire.WireError("the open request must be an object")
+        if body.get("server_path") is not None:  # a film the server reads itself
+            from moviechat_desktop.service.library_job_films import open_server_film
+
+            return open_server_film(self, film_id, body)
         info = wire.info_from_wire(body.get("info"))
         sampling = wire.sampling_from_wire(body.get("sampling"))
         plan = wire.plan_from_wire(body.get("plan"), sampling, info)
@@ -206,15 +210,24 @@ class FilmService:
             check_generation(generation, assistant.answer_length_limit())
         check_question_dialogue(assistant, body.get("dialogue"))
         _follow_conversation(assistant, body.get("conversation_id"))
-        answer = assistant.ask(
-            question,
-            mode=mode,
-            at_s=at_s,
-            settings=generation,
-            cancel=cancel,
-            record_question=bool(body.get("record_question", True)),
-            frame=frame,
-        )
+        regenerate, edit = body.get("regenerate"), body.get("edit")
+        for turn in (regenerate, edit):
+            if turn is not None and (not isinstance(turn, str) or not 0 < len(turn) <= 200):
+                raise wire.WireError("regenerate/edit must name a question's id")
+        if regenerate is not None:
+            answer = assistant.regenerate(regenerate, generation, cancel, frame=frame)
+        elif edit is not None:
+            answer = assistant.edit_question(edit, question, generation, cancel, frame=frame)
+        else:
+            answer = assistant.ask(
+                question,
+                mode=mode,
+                at_s=at_s,
+                settings=generation,
+                cancel=cancel,
+                record_question=bool(body.get("record_question", True)),
+                frame=frame,
+            )
         return answer, next(answer, None)
 
     def finish_ask(self, film_id: str) -> dict[str, Any]:

@@ -18,6 +18,11 @@ token's SHA-256). Bodies are size-limited before they are read and every value i
     GET    /films/{film}/conversations/{c}     its messages ("current": the current one)
     GET    /films/{film}/conversations/{c}/markdown
     POST   /cache/clear                        delete unused cached memories
+    POST   /library/films                      a film the server reads itself: id and plan
+    POST   /films/{film}/encode                encode its next fragment (the server decodes)
+    POST   /library/jobs                       encode films the server reads itself (a job)
+    GET    /library/jobs/{job}                 the job's progress
+    DELETE /library/jobs/{job}                 cancel it (what is encoded stays cached)
 
 The answer stream is one JSON object per line: ``{"chunk": "..."}`` as the model produces text,
 then ``{"done": {...}}`` (what the answer used) or ``{"error": {...}}``. When the client goes
@@ -126,6 +131,8 @@ def _error_response(status: int, err: BaseException) -> JSONResponse:
 
 
 def _status_for(err: MovieChatError) -> int:
+    if isinstance(getattr(err, "http_status", None), int):
+        return err.http_status  # type: ignore[attr-defined]
     if isinstance(err, wire.WireError):
         return 400
     if isinstance(err, FilmNotOpen):
@@ -136,7 +143,9 @@ def _status_for(err: MovieChatError) -> int:
 
 
 # --------------------------------------------------------------------------- the app
-def build_app(service: FilmService | None = None, token: str | None = None) -> FastAPI:
+def build_app(
+    service: FilmService | None = None, token: str | None = None, library: Any = None
+) -> FastAPI:
     """The FastAPI app. With ``service`` and ``token`` it serves them (tests, no Ray); without,
     it serves what the Serve replica's constructor puts in ``_REPLICA``."""
     app = FastAPI(
@@ -148,6 +157,7 @@ def build_app(service: FilmService | None = None, token: str | None = None) -> F
     app.middleware("http")(_require_token)
     if service is not None:
         app.state.moviechat = {"service": service, "token_digest": token_digest(token or "")}
+        app.state.moviechat["library"] = library
 
     @app.exception_handler(MovieChatError)
     async def engine_error(_request: Request, err: MovieChatError) -> JSONResponse:
@@ -233,6 +243,30 @@ def build_app(service: FilmService | None = None, token: str | None = None) -> F
     async def clear_cache(service: Service) -> Any:
         return await service.run(service.clear_cache)
 
+    @app.post(prefix + "/library/films")
+    async def identify_server_film(request: Request) -> Any:
+        from moviechat_desktop.service.library_job_films import identify
+
+        return await asyncio.to_thread(identify, await _json(request))
+
+    @app.post(prefix + "/films/{film_id}/encode")
+    async def encode_server_film(film_id: str, service: Service) -> Any:
+        from moviechat_desktop.service.library_job_films import encode_next
+
+        return await service.run(encode_next, service, film_id)
+
+    @app.post(prefix + "/library/jobs")
+    async def submit_library_job(request: Request) -> Any:
+        return await _library(request).submit(await _json(request))
+
+    @app.get(prefix + "/library/jobs/{job_id}")
+    async def library_job(job_id: str, request: Request) -> Any:
+        return await _library(request).progress(job_id)
+
+    @app.delete(prefix + "/library/jobs/{job_id}")
+    async def cancel_library_job(job_id: str, request: Request) -> Any:
+        return await _library(request).cancel(job_id)
+
     return app
 
 
@@ -272,6 +306,14 @@ async def _answer_lines(
 app = build_app()
 
 
-def install_replica(service: FilmService, digest: str, replica: Any) -> None:
+def _library(request: Request) -> Any:
+    """Library jobs (``library_job``): served by the Ray server's job coordinator."""
+    library = _state(request).get("library")
+    if library is None:
+        raise HTTPException(503, "library jobs need the Ray server (moviechat-desktop serve)")
+    return library
+
+
+def install_replica(service: FilmService, digest: str, replica: Any, library: Any = None) -> None:
     """Called by the Serve replica's constructor: what ``app`` serves in this process."""
-    _REPLICA.update(service=service, token_digest=digest, replica=replica)
+    _REPLICA.update(service=service, token_digest=digest, replica=replica, library=library)

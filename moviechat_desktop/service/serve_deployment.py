@@ -32,9 +32,11 @@ class MovieChatServer:
     """One replica: one model, up to ``MAX_FILMS_PER_REPLICA`` open films."""
 
     def __init__(self, model_dir: str | None, digest: str) -> None:
+        from moviechat_desktop.service.library_job_ray import RayLibrary
+
         service = FilmService(model_dir=model_dir, max_films=MAX_FILMS_PER_REPLICA)
         service.load()
-        install_replica(service, digest, self)
+        install_replica(service, digest, self, library=RayLibrary())
 
     @serve.multiplexed(max_num_models_per_replica=MAX_FILMS_PER_REPLICA)
     async def film_slot(self, film_id: str) -> str:
@@ -85,10 +87,14 @@ def start(
             raise MovieChatError(
                 f"--replicas {replicas} needs {replicas} GPUs; the cluster has {gpus:g}"
             )
+        from moviechat_desktop.service.library_job_ray import ENCODER_GPU_SHARE, start_coordinator
+
+        start_coordinator(model_dir)  # library jobs (encode films the cluster reads itself)
         serve.start(http_options={"host": host, "port": port})
+        # each GPU also holds a library job's frame encoder (ENCODER_GPU_SHARE of it)
         server = MovieChatServer.options(
             num_replicas=replicas,
-            ray_actor_options={"num_gpus": 1 if gpus else 0, "num_cpus": 1},
+            ray_actor_options={"num_gpus": 1 - ENCODER_GPU_SHARE if gpus else 0, "num_cpus": 1},
         )
         model = None if model_dir is None else str(Path(model_dir).resolve())
         serve.run(server.bind(model, token_digest(token)), name=APP_NAME, route_prefix="/")
