@@ -92,12 +92,27 @@ def test_the_window_engine_runs_the_film_on_the_server(http_server, tmp_path, bi
     try:
         engine.load_model()
         assert engine.model_loaded and engine.device_label.endswith(http_server[7:])
-        engine.open(bikes_mp4)
+        film = tmp_path / "bikes.mp4"  # with a subtitle file beside it (the client reads it)
+        film.write_bytes(bikes_mp4.read_bytes())
+        film.with_suffix(".srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nGo, Ann!\n")
+        engine.open(film)
+        dialogue = engine.dialogue
+        assert (dialogue.source, dialogue.label) == ("sidecar", "Subtitles: bikes.srt")
         status = engine.encode()
         assert status.finished and status.fragments_total == 12
         chunks = list(engine.ask("What happens?"))  # the pipe carries no engine.model classes
         assert chunks and engine.last_answer.memory_frames > 0
+        assert (engine.last_answer.dialogue_source, engine.last_answer.dialogue_lines) == (
+            "sidecar",
+            1,
+        )
         assert [r.role for r in engine.conversation_records()] == ["user", "assistant"]
+        # Settings → Answers changed in the window: the server answers with them
+        changed = AppSettings(sampling=SamplingSettings(n_fragments=12), engine=settings.engine)
+        changed.generation.greedy, changed.generation.max_new_tokens = True, 2
+        engine.settings = changed
+        list(engine.ask("And then?"))
+        assert 0 < engine.last_answer.tokens <= 2
     finally:
         engine.shutdown()
 
