@@ -1,10 +1,11 @@
 """Ending a CLI command without the interpreter's teardown of torch & co.
 
-When a command has imported torch and transformers, Python's normal exit spends about a second
-(measured 0.9 s of CPU on this project's 2-core machine: ``import torch, transformers`` then a
-plain exit vs ``os._exit``) destroying thousands of modules and objects, after the work is
-done and its answer printed. ``finish`` ends the process at once instead — the same choice the
-engine's child process makes (``service/engine_host.py``) — but only when nothing can be lost:
+When a command has imported torch and transformers, Python's normal exit spends seconds
+destroying thousands of modules and objects after the work is done and its answer printed
+(on this project's loaded 2-core machine: 0.9 s of CPU after ``import torch, transformers``
+alone, ~2.3 s after a cached ``ask`` with the test model; bench/README.md). ``finish`` ends
+the process at once instead — the same choice the engine's child process makes
+(``service/engine_host.py``) — but only when nothing can be lost:
 
 * the output is flushed (stdout, stderr, every logging handler);
 * no other non-daemon thread is alive (a normal exit would wait for it; then ``finish``
