@@ -144,3 +144,44 @@ def test_a_partial_answer_stores_its_coverage_note(reference_dir, clip):
     entries = entries_from_records(records)
     assert entries[0].coverage == note and entries[0].partial
     assert not entries[1].partial and not entries[2].partial
+
+
+def test_stop_and_regenerate_through_the_engine_process(reference_dir, clip):
+    """The window's engine runs in a child process (service/local_engine.py): the new
+    methods cross it by the generic forwarding, and a stop there saves the partial answer."""
+    from moviechat_desktop.engine.errors import Cancelled
+    from moviechat_desktop.engine.progress import CancelToken
+    from moviechat_desktop.service.local_engine import LocalEngine
+
+    settings = small_settings()
+    settings.model.model_dir = str(reference_dir)
+    settings.model.device = "cpu"
+    # a GenerationSettings object does not cross the process pipe: the settings say greedy
+    settings.generation.greedy, settings.generation.max_new_tokens = True, 8
+    child = LocalEngine(settings=settings, use_cache=False)
+    try:
+        child.load_model()
+        child.open(clip)
+        child.encode()
+        child.new_conversation()
+        first = "".join(child.ask("Who is there?"))
+        question = child.last_answer.question_id
+        token = CancelToken()
+        chunks = []
+        try:
+            for chunk in child.ask("Describe it.", cancel=token):
+                chunks.append(chunk)
+                token.cancel()
+        except Cancelled:
+            pass
+        records = child.conversation_records()
+        assert [(r.role, r.stopped) for r in records][-2:] == [("user", False), ("assistant", True)]
+        assert chunks and records[-1].text.startswith(chunks[0].strip())
+        again = "".join(child.regenerate(question))
+        assert again == first and child.last_answer.question_id == question
+        assert "Describe it." not in child.last_answer.prompt
+        records = child.conversation_records()
+        assert len(records) == 5 and records[-1].replaces == records[1].id
+        assert [r.text for r in current_branch(records)] == ["Who is there?", again]
+    finally:
+        child.shutdown()
