@@ -7,6 +7,7 @@ a tiny random-weight Whisper (tests/tiny_whisper.py)."""
 import dataclasses
 import json
 import shutil
+import subprocess
 
 import pytest
 
@@ -351,6 +352,29 @@ def test_real_film_audio_recognised_and_clear_speech_failures(
     response = http.put(f"/v1/films/{plain.film_id}/speech/0", content=chunk, headers=auth())
     assert response.status_code == 422 and "cannot recognise speech" in response.text
     plain.close()
+
+
+def test_an_undecodable_audio_track_stops_speech_but_not_the_memory(
+    http, token_file, bigbuckbunny, tmp_path, short_answers
+):
+    pcm = tmp_path / "pcm.mkv"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(bigbuckbunny), "-c:v", "copy"]
+    subprocess.run([*cmd, "-c:a", "pcm_s16le", str(pcm)], check=True)
+    bad = tmp_path / "badaudio.mkv"
+    bad.write_bytes(pcm.read_bytes().replace(b"A_PCM/INT/LIT", b"A_QQQ/INT/LIT"))  # unknown codec
+    remote = client(http, token_file, source="speech")
+    remote.open(bad)
+    assert remote.status().speech_pending
+    with pytest.raises(DialogueError, match=r"audio track of badaudio\.mkv cannot be decoded"):
+        remote.dialogue_step()
+    assert remote.dialogue_step() is False and short_answers == []  # nothing was uploaded
+    status = remote.status()
+    assert "cannot be decoded" in status.speech_error and not status.speech_pending
+    assert remote.dialogue.label.startswith("Speech: stopped at 0% — the audio track")
+    while not remote.status().finished:  # the memory carries on
+        remote.background_step()
+    assert remote.status().fragments_done == remote.status().fragments_total
+    remote.close()
 
 
 # --------------------------------------------------------------------------- generation

@@ -62,8 +62,8 @@ def encode_opus(film: str | Path, start_s: float, duration_s: float) -> bytes:
             raise DialogueError(f"{name} has no audio track: there is no speech to recognise")
         why = messages[-1] if messages else f"ffmpeg exit status {proc.returncode}"
         if "libopus" in why.lower() and "unknown encoder" in why.lower():
-            why = "this ffmpeg has no Opus encoder (libopus)"
-        raise DialogueError(f"the audio track of {name} cannot be encoded: {why}")
+            raise DialogueError("this ffmpeg has no Opus encoder (libopus) for the server's speech")
+        raise DialogueError(f"the audio track of {name} cannot be decoded: {why}")
     if not proc.stdout:
         raise DialogueError(f"the audio track of {name} cannot be decoded: {messages[-1:]}")
     return proc.stdout
