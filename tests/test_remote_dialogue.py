@@ -257,6 +257,21 @@ def test_bad_dialogue_uploads_are_refused_with_a_reason(http, token_file, bikes_
     remote.close()
 
 
+def test_a_pathological_subtitle_file_is_fitted_to_the_servers_limits():
+    from moviechat_desktop.engine.dialogue.lines import Dialogue, DialogueLine
+
+    many = tuple(DialogueLine(i * 0.1, i * 0.1 + 0.05, f"line {i}") for i in range(30_000))
+    body = dwire.text_body(Dialogue("file", "Subtitles: karaoke.ass", many, 3000.0))
+    kept = dwire.lines_from_wire(body["lines"], 3000.0)  # what the server checks
+    assert len(kept) == dwire.MAX_LINES
+    assert kept[0].start_s < 60 and kept[-1].start_s > 2940  # spread over the whole film
+    long = tuple(DialogueLine(i * 1.0, i + 0.5, "é" * 5000, "Ann") for i in range(2_000))
+    body = dwire.text_body(Dialogue("file", "Subtitles: long.srt", long, 3000.0))
+    assert len(json.dumps(body)) < 8 * 1024 * 1024  # remote_wire.MAX_JSON_BODY
+    assert all(len(row[2]) == dwire.MAX_LINE_CHARS for row in body["lines"])
+    assert 0 < len(body["lines"]) < 2_000
+
+
 # --------------------------------------------------------------------------- speech
 def test_speech_is_uploaded_as_opus_and_recognised_on_the_server(
     http, token_file, tmp_path, requests_seen, short_answers

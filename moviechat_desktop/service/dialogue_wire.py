@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -28,11 +29,14 @@ from moviechat_desktop.engine.dialogue.lines import Dialogue, DialogueLine
 from moviechat_desktop.engine.errors import MovieChatError
 from moviechat_desktop.service.remote_wire import WireError
 
+log = logging.getLogger(__name__)
+
 TEXT_SOURCES = ("file", "sidecar", "embedded", "none")
 MAX_LINES = 20_000  # a feature film has ~1 000-2 000; karaoke-heavy ASS files a few times that
 MAX_LINE_CHARS = 2_000
 MAX_LABEL_CHARS = 300
 MAX_SPEAKER_CHARS = 200
+MAX_LINES_BYTES = 6 * 1024 * 1024  # the lines as JSON in one PUT (remote_wire.MAX_JSON_BODY: 8 MB)
 MAX_AUDIO_BODY = 1024 * 1024  # one 30 s chunk: ~90 KB at 24 kb/s; 1 MB allows 280 kb/s
 END_SLACK_S = 1.0  # a line may end this far past the film's duration (cleaning.END_SLACK_S)
 DIALOGUE_ID = re.compile(r"^[0-9a-z-]{1,80}$")
@@ -48,12 +52,36 @@ def line_to_wire(line: DialogueLine) -> list[Any]:
     return [line.start_s, line.end_s, line.text, line.speaker]
 
 
+def fit_lines(lines: Sequence[DialogueLine]) -> list[DialogueLine]:
+    """The lines within what a server takes: texts cut to ``MAX_LINE_CHARS``; past
+    ``MAX_LINES`` lines or ``MAX_LINES_BYTES`` of text (a pathological file: a film has a few
+    thousand lines of a few dozen characters), an even spread over the film's time, in order."""
+    from moviechat_desktop.engine.dialogue.selection import spread_order
+
+    fitted = [
+        DialogueLine(
+            line.start_s,
+            line.end_s,
+            line.text[:MAX_LINE_CHARS],
+            line.speaker[:MAX_SPEAKER_CHARS],
+        )
+        for line in lines
+    ]
+    total = sum(len(json.dumps(line.text)) + len(json.dumps(line.speaker)) + 48 for line in fitted)
+    if len(fitted) <= MAX_LINES and total <= MAX_LINES_BYTES:
+        return fitted
+    keep = min(len(fitted), MAX_LINES, len(fitted) * MAX_LINES_BYTES // max(total, 1))
+    chosen = sorted(spread_order(fitted)[:keep])
+    log.warning("dialogue: %d of %d lines sent to the server (its limits)", keep, len(fitted))
+    return [fitted[i] for i in chosen]
+
+
 def text_body(dialogue: Dialogue) -> dict[str, Any]:
     """The PUT body for a text (or no) dialogue, with its ``id``."""
     body: dict[str, Any] = {
         "source": dialogue.source,
         "label": dialogue.label[:MAX_LABEL_CHARS],
-        "lines": [line_to_wire(line) for line in dialogue.lines],
+        "lines": [line_to_wire(line) for line in fit_lines(dialogue.lines)],
         "complete_until_s": dialogue.complete_until_s,
     }
     digest = hashlib.blake2b(json.dumps(body).encode(), digest_size=16).hexdigest()
