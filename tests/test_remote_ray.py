@@ -294,16 +294,20 @@ def test_a_library_job_encodes_films_the_server_reads_and_a_rerun_skips_them(
     assert out.startswith("1 of 3 films ready on the server")
 
 
-def test_ctrl_c_cancels_the_library_job_on_the_server(server, capsys, monkeypatch, bigbuckbunny):
+def test_a_library_job_survives_ctrl_c_and_a_killed_encoder(
+    server, capsys, monkeypatch, bigbuckbunny
+):
+    """Ctrl-C cancels the job on the server (exit 130); the next run takes what was encoded
+    from the cache, and Ray retries the fragments of an encoder actor killed mid-job."""
     from moviechat_desktop import cli_library_job
     from moviechat_desktop.service.library_job_client import LibraryClient
 
-    _settings_file("[sampling]\nn_fragments = 40\nframes_per_fragment = 8\n")
+    _settings_file("[sampling]\nn_fragments = 16\nframes_per_fragment = 8\n")
     client = LibraryClient(server.url, server.token_file)
     seen = []
 
     def sleep(seconds):  # the user presses Ctrl-C once the job has encoded something
-        progress = client._call("GET", "/library/jobs/" + seen[-1]) if seen else None
+        progress = client.progress(seen[-1]) if seen else None
         if progress is not None and progress["fragments_encoded"] >= 1:
             raise KeyboardInterrupt
         time.sleep(seconds)
@@ -315,32 +319,38 @@ def test_ctrl_c_cancels_the_library_job_on_the_server(server, capsys, monkeypatc
         seen.append(reply["job_id"])
         return reply
 
-    monkeypatch.setattr(cli_library_job.time, "sleep", sleep)
-    monkeypatch.setattr(LibraryClient, "submit", submit)
-    code, _, err = _encode_on_server(server, capsys, bigbuckbunny)
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_library_job.time, "sleep", sleep)
+        patch.setattr(LibraryClient, "submit", submit)
+        code, _, err = _encode_on_server(server, capsys, bigbuckbunny)
     assert code == 130
     assert "interrupted: the job on the server is cancelled" in err
-    monkeypatch.undo()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while (progress := client.progress(seen[0]))["state"] != "cancelled":
         assert time.monotonic() < deadline, progress
         time.sleep(0.2)
-    assert 1 <= progress["fragments_done"] < progress["fragments_total"] == 40
+    assert 1 <= progress["fragments_done"] < progress["fragments_total"] == 16
     done_before = progress["fragments_done"]
-    # the next run resumes: what was encoded before the cancel comes from the cache
-    again = client.submit(
-        [str(bigbuckbunny)],
-        AppSettings(sampling=SamplingSettings(n_fragments=40, frames_per_fragment=8)),
-    )
+
+    # the next run resumes from the cache; its encoder is killed while it works
+    sampling = SamplingSettings(n_fragments=16, frames_per_fragment=8)
+    again = client.submit([str(bigbuckbunny)], AppSettings(sampling=sampling))
     assert again["job_id"] != seen[0]
     while (progress := client.progress(again["job_id"]))["fragments_from_cache"] == 0:
         assert time.monotonic() < deadline and progress["state"] != "done", progress
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert progress["fragments_from_cache"] == done_before
-    client.cancel(again["job_id"])
-    while client.progress(again["job_id"])["state"] != "cancelled":
-        assert time.monotonic() < deadline
+    workers = _session_processes(server.proc.pid, "EncoderWorker")
+    assert len(workers) == 1  # one node without GPUs: one encoder
+    os.kill(workers[0], signal.SIGKILL)
+    assert client.progress(again["job_id"])["fragments_done"] < 16  # killed mid-job
+    while (progress := client.progress(again["job_id"]))["state"] != "done":
+        assert time.monotonic() < deadline, progress
         time.sleep(0.2)
+    assert progress["failed"] == [] and progress["error"] is None, progress
+    assert progress["films_ready"] == 1 and progress["fragments_done"] == 16
+    assert progress["fragments_encoded"] == 16 - done_before
+    assert _session_processes(server.proc.pid, "EncoderWorker") != workers  # restarted
     client.close()
 
 
