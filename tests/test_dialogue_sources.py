@@ -163,6 +163,12 @@ def test_auto_order_player_track_then_added_file_then_sidecar_then_default_track
     shown = a.set_dialogue_source(track=0)  # the player shows the first subtitle track
     assert (shown.source, shown.label) == ("embedded", "Embedded track 1 (eng)")
     assert a.set_dialogue_source(track=-1).source == "file"  # the player shows none
+    # VLC lists external files after the container's two tracks: the added file, the sidecar
+    assert a.set_dialogue_source(track=3).label == "Subtitles: en.srt"
+    b = assistant()
+    b.open(film)
+    assert b.set_dialogue_source(track=2).label == "Subtitles: film.en.srt"
+    assert b.set_dialogue_source(track=1).label == "Embedded track 2 (fre, Français)"
 
     picked = a.set_dialogue_source("sidecar")  # the user's pick beats everything
     assert picked.label == "Subtitles: film.en.srt"
