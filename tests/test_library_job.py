@@ -303,3 +303,24 @@ def test_a_film_the_server_reads_itself_is_encoded_and_answered_there(
             engine.shutdown()
     finally:
         service.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["encode", "--on-server", "/films"], "--on-server needs --server"),
+        (["encode", "/a.mp4", "/b.mp4"], "one VIDEO at a time"),
+        (
+            ["encode", "--server", "http://h:1", "--on-server", "--no-cache", "/films"],
+            "--no-cache cannot be combined with --on-server",
+        ),
+        (["ask", "--on-server", "/films/a.mp4", "What?"], "--on-server needs --server"),
+    ],
+)
+def test_on_server_usage_errors(argv, message, capsys):
+    from moviechat_desktop.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
