@@ -98,6 +98,10 @@ class Scripted:
             cancel.raise_if_cancelled()
         return sent
 
+    def kind_of(self, value) -> str:
+        """The type of an argument as the child rebuilt it."""
+        return f"{type(value).__module__}.{type(value).__qualname__}"
+
     def unsendable(self):
         return lambda: None
 

@@ -102,6 +102,26 @@ def test_errors_come_back_as_themselves_or_described(scripted):
     assert engine.sleep(0.0) == "slept"  # still in step after every failure
 
 
+class _Unreadable:
+    """Pickles fine here, fails to rebuild on the other side."""
+
+    def __reduce__(self):
+        return (int, ("not a number",))
+
+
+def test_engine_types_reach_the_child_and_unreadable_arguments_fail_the_call(scripted):
+    """The child read requests with the parent's guard (no engine.model classes), so a
+    GenerationSettings argument killed its reader thread and the call waited forever."""
+    from moviechat_desktop.engine.model.llm import GenerationSettings
+
+    engine = scripted()
+    settings = GenerationSettings(greedy=True, max_new_tokens=5)
+    assert engine.kind_of(settings) == "moviechat_desktop.engine.model.llm.GenerationSettings"
+    with pytest.raises(RemoteError, match="cannot read the 'call' request"):
+        engine.kind_of(_Unreadable())
+    assert engine.sleep(0.0) == "slept"  # the pipe is still in step
+
+
 def test_cancel_reaches_the_child_during_a_call_and_a_stream(scripted):
     engine = scripted(chunk_s=0.05)
     token = CancelToken()

@@ -52,7 +52,7 @@ class _Host:
     def read_forever(self) -> None:
         while True:
             try:
-                message = wire.loads(self.conn.recv_bytes())
+                message = wire.loads_request(self.conn.recv_bytes())
             except (EOFError, OSError):
                 self._stop_everything()
                 self.inbox.put(_EOF)
@@ -113,6 +113,9 @@ class _Host:
                 self.forget(call_id)
 
     def _handle(self, kind: str, call_id: int, rest: tuple) -> None:
+        if kind == "unreadable":  # its arguments could not be rebuilt here (loads_request)
+            self._send_error(call_id, rest[0])
+            return
         try:
             if kind == "get":
                 value = getattr(self.engine, rest[0])

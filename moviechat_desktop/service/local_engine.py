@@ -190,7 +190,7 @@ class LocalEngine:
 
     def _send(self, message: tuple) -> None:
         try:
-            self._conn.send_bytes(wire.dumps(message))
+            self._conn.send_bytes(wire.dumps_request(message))
         except (OSError, EOFError, BrokenPipeError) as err:
             raise self._died() from err
 
@@ -272,7 +272,7 @@ class LocalEngine:
             grace_s = BUSY_GRACE_S if busy else STOP_GRACE_S
         if self._dead is None and self._process.is_alive():
             try:
-                self._conn.send_bytes(wire.dumps(("shutdown", 0)))
+                self._conn.send_bytes(wire.dumps_request(("shutdown", 0)))
             except (OSError, EOFError):
                 pass
         try:

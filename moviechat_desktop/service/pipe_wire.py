@@ -1,7 +1,9 @@
 """How the local engine's messages cross the pipe: pickled tuples, read back with care.
 
 Parent → child: ``("call", id, name, args, kwargs)``, ``("get", id, name)``,
-``("set", id, name, value)``, ``("cancel", id)``, ``("shutdown", id)``.
+``("set", id, name, value)``, ``("cancel", id)``, ``("shutdown", id)``, framed as two pickles
+(``dumps_request``): ``(kind, id)`` then the rest, so that a request whose arguments the child
+cannot rebuild is answered with an error for its id instead of leaving the caller waiting.
 Child → parent: ``("ready", 0, pid)``, ``("value", id, result)``, ``("method", id)``,
 ``("error", id, exception)``, ``("stream", id)``, ``("item", id, chunk)``, ``("end", id)``,
 ``("callback", id, index, args, kwargs)``.
@@ -65,8 +67,27 @@ def dumps(message: tuple) -> bytes:
 
 
 def loads(data: bytes) -> tuple:
-    """Read a message from the other side (the guarded way)."""
+    """Read a message from the child (the guarded way)."""
     return _GuardedUnpickler(io.BytesIO(data)).load()
+
+
+def dumps_request(message: tuple) -> bytes:
+    """A parent → child message: ``(kind, id)`` and the rest, as two pickles."""
+    return dumps(message[:2]) + dumps(message[2:])
+
+
+def loads_request(data: bytes) -> tuple:
+    """Read a parent → child message in the child, which may import the whole engine (the
+    parent's values, e.g. ``GenerationSettings``, are the engine's own types). Arguments that
+    cannot be rebuilt give ``("unreadable", id, error)``: the child answers that call with it."""
+    stream = io.BytesIO(data)
+    kind, call_id = pickle.Unpickler(stream).load()
+    try:
+        rest = pickle.Unpickler(stream).load()
+    except Exception as err:  # any failure of the arguments is that call's error
+        failure = RemoteError(f"the engine cannot read the {kind!r} request: {err}")
+        return ("unreadable", call_id, failure)
+    return (kind, call_id, *rest)
 
 
 def sendable_exception(err: BaseException) -> BaseException:
