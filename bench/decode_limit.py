@@ -11,7 +11,9 @@
   the planned frames (frames, display order);
 - ours, open → memory ready: ``Assistant.open`` + ``encode`` with the tiny test model, no
   cache (model loading excluded), with the default reader and (``--exact``) exact frames;
-and ours ÷ each. ``python -m bench.decode_limit FILM [--fragments N] [--threads N]``; the
+and ours ÷ each, in wall seconds and in CPU seconds (this process's threads and its finished
+children: on a shared machine the CPU ratios hold while wall times follow the other jobs).
+``python -m bench.decode_limit FILM [--fragments N] [--threads N]``; the
 plan is the app's (``--fragments`` shrinks it, e.g. to keep a short film's plan as sparse as
 a long film's).
 """
@@ -44,6 +46,18 @@ def plan_indices(path: Path, fragments: int | None) -> list[list[int]]:
         settings.sampling.n_fragments = fragments
     plan = plan_for_settings(probe(path), settings.sampling)
     return [list(f.frame_indices) for f in plan.fragments]
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process (all threads) and its finished children (ffmpeg, ffprobe):
+    much less sensitive than wall time to the other jobs of a shared machine."""
+    import resource
+
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def full_decode_s(path: Path, threads: int) -> float:
@@ -114,16 +128,21 @@ def our_reader(
     from moviechat_desktop.engine.video.sampling import frame_starts
 
     info = probe(path)  # not timed: the Assistant has it before it reads a frame
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_s()
     reader = ReferenceFrameReader(
         path, frame_starts(info), 224, threads, info.rotation, skip_loop_filter=skip_loop_filter
     )
     for indices in fragments:
         reader.decode_array(indices)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_s() - cpu
     fallback = float(reader.exact)
     reader.close()
-    return {"reader_s": seconds, "reader_exact_fallback": fallback, **moved(reader.moves)}
+    return {
+        "reader_s": seconds,
+        "reader_cpu_s": cpu,
+        "reader_exact_fallback": fallback,
+        **moved(reader.moves),
+    }
 
 
 def moved(moves: list[int]) -> dict[str, float]:
@@ -135,7 +154,10 @@ def moved(moves: list[int]) -> dict[str, float]:
     return out
 
 
-def ours_s(path: Path, fragments: int | None, model_dir: Path, exact: bool = False) -> float:
+def ours_s(
+    path: Path, fragments: int | None, model_dir: Path, exact: bool = False
+) -> tuple[float, float]:
+    """(wall, CPU) seconds from ``open`` to the memory ready."""
     from moviechat_desktop.engine.assistant import Assistant
     from moviechat_desktop.engine.settings import load_settings
 
@@ -147,12 +169,12 @@ def ours_s(path: Path, fragments: int | None, model_dir: Path, exact: bool = Fal
         settings=settings, model_dir=model_dir, use_cache=False, keep_history=False
     )
     assistant.load_model()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_s()
     assistant.open(path)
     assistant.encode()
-    ready = time.perf_counter() - start
+    ready, cpu = time.perf_counter() - start, cpu_s() - cpu
     assistant.close()
-    return ready
+    return ready, cpu
 
 
 def measure(
@@ -163,24 +185,39 @@ def measure(
     *,
     exact: bool = False,
     skip_loop_filter: bool = False,
+    decord_row: bool = True,
 ) -> dict:
     plan = plan_indices(path, fragments)
     flat = [i for f in plan for i in f]
     out: dict[str, float] = {"plan_frames": float(len(flat))}
     out["load_before"] = os.getloadavg()[0]
+    cpu = cpu_s()
     out["full_decode_s"] = full_decode_s(path, threads)
+    out["full_decode_cpu_s"], cpu = cpu_s() - cpu, cpu_s()
     out.update(decode_limit(path, flat, threads))
-    out["bare_decord_s"] = bare_decord_s(path, plan, threads)
+    out["limit_cpu_s"], cpu = cpu_s() - cpu, cpu_s()
+    if decord_row:
+        out["bare_decord_s"] = bare_decord_s(path, plan, threads)
+        out["bare_decord_cpu_s"] = cpu_s() - cpu
     out.update(our_reader(path, plan, threads))
     if skip_loop_filter:  # the same reader without the deblocking filter (not the app's)
-        out["reader_no_deblock_s"] = our_reader(path, plan, threads, True)["reader_s"]
-    out["ours_open_to_ready_s"] = ours_s(path, fragments, model_dir)
+        row = our_reader(path, plan, threads, True)
+        out["reader_no_deblock_s"], out["reader_no_deblock_cpu_s"] = (
+            row["reader_s"],
+            row["reader_cpu_s"],
+        )
+    out["ours_open_to_ready_s"], out["ours_open_to_ready_cpu_s"] = ours_s(
+        path, fragments, model_dir
+    )
     if exact:
-        out["ours_exact_open_to_ready_s"] = ours_s(path, fragments, model_dir, exact=True)
+        wall, used = ours_s(path, fragments, model_dir, exact=True)
+        out["ours_exact_open_to_ready_s"], out["ours_exact_open_to_ready_cpu_s"] = wall, used
     out["load_after"] = os.getloadavg()[0]
-    for row in ("full_decode_s", "limit_s", "bare_decord_s"):
-        out[f"ours_over_{row[:-2]}"] = out["ours_open_to_ready_s"] / out[row]
-        out[f"reader_over_{row[:-2]}"] = out["reader_s"] / out[row]
+    for row in ("full_decode", "limit", "bare_decord")[: 3 if decord_row else 2]:
+        for kind in ("_s", "_cpu_s"):
+            ours, reader = out["ours_open_to_ready" + kind], out["reader" + kind]
+            out[f"ours_over_{row}{kind[:-2]}"] = ours / out[row + kind]
+            out[f"reader_over_{row}{kind[:-2]}"] = reader / out[row + kind]
     return out
 
 
@@ -194,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-deblock", action="store_true", help="also our reader without the loop filter"
     )
+    p.add_argument("--no-decord", action="store_true", help="skip the bare decord row")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     results = {}
@@ -205,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.model_dir),
             exact=args.exact,
             skip_loop_filter=args.no_deblock,
+            decord_row=not args.no_decord,
         )
     if args.json:
         print(json.dumps(results, indent=2))
@@ -212,35 +251,35 @@ def main(argv: list[str] | None = None) -> int:
     for film, r in results.items():
         print(
             f"{Path(film).name}: {r['film_frames']:.0f} frames, {r['film_keyframes']:.0f} "
-            f"keyframes; plan {r['plan_frames']:.0f} frames in {r['limit_gops']:.0f} GOPs"
+            f"keyframes; plan {r['plan_frames']:.0f} frames in {r['limit_gops']:.0f} GOPs; "
+            f"load average {r['load_before']:.1f} -> {r['load_after']:.1f}"
         )
+        print(f"  {'row':34} {'wall s':>8} {'CPU s':>8} {'ours/it wall':>13} {'ours/it CPU':>12}")
+        rows = [
+            ("full sequential decode (ffmpeg)", "full_decode"),
+            ("decode limit for the plan", "limit"),
+            ("bare decord, plan's frames", "bare_decord"),
+        ]
+        for label, key in rows:
+            if f"{key}_s" in r:
+                print(
+                    f"  {label:34} {r[key + '_s']:8.2f} {r[key + '_cpu_s']:8.2f} "
+                    f"{r['ours_over_' + key]:13.2f} {r['ours_over_' + key + '_cpu']:12.2f}"
+                )
+        for label, key in (
+            ("our reader alone", "reader"),
+            ("our reader, no loop filter", "reader_no_deblock"),
+            ("ours: open -> memory ready", "ours_open_to_ready"),
+            ("ours, exact frames", "ours_exact_open_to_ready"),
+        ):
+            if f"{key}_s" in r:
+                print(f"  {label:34} {r[key + '_s']:8.2f} {r[key + '_cpu_s']:8.2f}")
         print(
-            f"  full sequential decode (ffmpeg) {r['full_decode_s']:8.2f} s   ours ÷ it "
-            f"{r['ours_over_full_decode']:.2f}"
-        )
-        print(
-            f"  decode limit for the plan      {r['limit_s']:8.2f} s   ours ÷ it "
-            f"{r['ours_over_limit']:.2f}   ({r['limit_frames_decoded']:.0f} frames decoded)"
-        )
-        print(
-            f"  bare decord, plan's frames     {r['bare_decord_s']:8.2f} s   ours ÷ it "
-            f"{r['ours_over_bare_decord']:.2f}"
-        )
-        print(
-            f"  our reader alone               {r['reader_s']:8.2f} s   ÷ full "
-            f"{r['reader_over_full_decode']:.2f}, ÷ limit {r['reader_over_limit']:.2f}"
-        )
-        print(
-            f"  frames moved 0/1/2/3+ (max)    {r['moved_0']:.0f}/{r['moved_1']:.0f}/"
+            f"  frames moved 0/1/2/3+ (max): {r['moved_0']:.0f}/{r['moved_1']:.0f}/"
             f"{r['moved_2']:.0f}/{r['moved_3_or_more']:.0f} ({r['moved_max']:.0f})"
             + ("  EXACT FALLBACK" if r["reader_exact_fallback"] else "")
+            + f"; limit decoded {r['limit_frames_decoded']:.0f} frames"
         )
-        if "reader_no_deblock_s" in r:
-            print(f"  our reader, no loop filter     {r['reader_no_deblock_s']:8.2f} s")
-        print(f"  ours: open -> memory ready     {r['ours_open_to_ready_s']:8.2f} s")
-        if "ours_exact_open_to_ready_s" in r:
-            print(f"  ours, exact frames             {r['ours_exact_open_to_ready_s']:8.2f} s")
-        print(f"  load average before/after      {r['load_before']:.1f} / {r['load_after']:.1f}")
     return 0
 
 
