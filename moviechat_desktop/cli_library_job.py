@@ -63,6 +63,11 @@ class JobBar:
         self._bar = None
 
 
+def _pause(seconds: float) -> None:
+    """Between two progress polls (the tests replace it)."""
+    time.sleep(seconds)
+
+
 def run_library_job(args: argparse.Namespace) -> int:
     """``encode --server URL --on-server PATH...`` (usage checked by the caller)."""
     from moviechat_desktop.service.library_job_client import JobLost, LibraryClient
@@ -78,7 +83,7 @@ def run_library_job(args: argparse.Namespace) -> int:
         resubmits = 0
         while progress["state"] not in ("done", "cancelled"):
             bar.update(progress)
-            time.sleep(POLL_S)
+            _pause(POLL_S)
             try:
                 progress = client.progress(job_id)
             except JobLost:

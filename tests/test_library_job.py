@@ -324,3 +324,57 @@ def test_on_server_usage_errors(argv, message, capsys):
         main(argv)
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_command_resubmits_a_job_the_server_forgot(
+    local_backend, reference_dir, bikes_mp4, tmp_path, monkeypatch, capsys
+):
+    """The server restarted mid-job (its job book is new): the client submits the same paths
+    again and the job finishes, what was written before coming from the cache."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from moviechat_desktop import cli_library_job
+    from moviechat_desktop.cli import main
+    from moviechat_desktop.service import library_job_client
+    from moviechat_desktop.service.library_job import LocalLibrary
+    from moviechat_desktop.service.remote_films import FilmService
+    from moviechat_desktop.service.serve_app import build_app
+
+    token_file = tmp_path / "token"
+    token_file.write_text("tok\n")
+    (tmp_path / "cfg").mkdir()
+    first = JobBook(lambda: local_backend, small_settings())
+    second = JobBook(lambda: local_backend, small_settings())
+    service = FilmService(model_dir=reference_dir, settings=small_settings())
+    app = build_app(service, "tok", library=LocalLibrary(first))
+    polls = []
+    real_sleep = time.sleep
+
+    def sleep(seconds):  # the server "restarts" once the first job has written a fragment
+        job_id = next(iter(first._jobs))
+        while not polls and first.progress(job_id)["fragments_encoded"] < 1:
+            real_sleep(0.02)
+        if not polls:
+            first.close()  # its job stops where it is
+            app.state.moviechat["library"] = LocalLibrary(second)
+        polls.append(seconds)
+        real_sleep(seconds)
+
+    try:
+        with TestClient(app, base_url="http://testserver") as http:
+            monkeypatch.setattr(library_job_client.httpx, "Client", lambda **_: http)
+            monkeypatch.setattr(cli_library_job, "_pause", sleep)
+            monkeypatch.setattr(cli_library_job, "load_settings", small_settings)
+            argv = ["encode", "--server", "http://testserver", "--token-file", str(token_file)]
+            code = main([*argv, "--on-server", str(bikes_mp4)])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        resumed = second.progress(next(iter(second._jobs)))
+        assert resumed["films_ready"] == 1 and resumed["fragments_from_cache"] >= 1
+        assert resumed["fragments_from_cache"] + resumed["fragments_encoded"] == 6
+        assert out.startswith("1 of 1 films ready on the server")
+    finally:
+        first.close()
+        second.close()
+        service.shutdown()

@@ -302,15 +302,15 @@ def test_a_library_job_survives_ctrl_c_and_a_killed_encoder(
     from moviechat_desktop import cli_library_job
     from moviechat_desktop.service.library_job_client import LibraryClient
 
-    _settings_file("[sampling]\nn_fragments = 16\nframes_per_fragment = 8\n")
+    _settings_file("[sampling]\nn_fragments = 24\nframes_per_fragment = 8\n")
     client = LibraryClient(server.url, server.token_file)
     seen = []
+    real_sleep = time.sleep
 
-    def sleep(seconds):  # the user presses Ctrl-C once the job has encoded something
-        progress = client.progress(seen[-1]) if seen else None
-        if progress is not None and progress["fragments_encoded"] >= 1:
-            raise KeyboardInterrupt
-        time.sleep(seconds)
+    def sleep(seconds):  # the user presses Ctrl-C as soon as the job has encoded something
+        while client.progress(seen[-1])["fragments_encoded"] < 1:
+            real_sleep(0.02)
+        raise KeyboardInterrupt
 
     real_submit = LibraryClient.submit
 
@@ -320,7 +320,7 @@ def test_a_library_job_survives_ctrl_c_and_a_killed_encoder(
         return reply
 
     with monkeypatch.context() as patch:
-        patch.setattr(cli_library_job.time, "sleep", sleep)
+        patch.setattr(cli_library_job, "_pause", sleep)
         patch.setattr(LibraryClient, "submit", submit)
         code, _, err = _encode_on_server(server, capsys, bigbuckbunny)
     assert code == 130
@@ -329,11 +329,11 @@ def test_a_library_job_survives_ctrl_c_and_a_killed_encoder(
     while (progress := client.progress(seen[0]))["state"] != "cancelled":
         assert time.monotonic() < deadline, progress
         time.sleep(0.2)
-    assert 1 <= progress["fragments_done"] < progress["fragments_total"] == 16
+    assert 1 <= progress["fragments_done"] < progress["fragments_total"] == 24
     done_before = progress["fragments_done"]
 
     # the next run resumes from the cache; its encoder is killed while it works
-    sampling = SamplingSettings(n_fragments=16, frames_per_fragment=8)
+    sampling = SamplingSettings(n_fragments=24, frames_per_fragment=8)
     again = client.submit([str(bigbuckbunny)], AppSettings(sampling=sampling))
     assert again["job_id"] != seen[0]
     while (progress := client.progress(again["job_id"]))["fragments_from_cache"] == 0:
@@ -343,13 +343,13 @@ def test_a_library_job_survives_ctrl_c_and_a_killed_encoder(
     workers = _session_processes(server.proc.pid, "EncoderWorker")
     assert len(workers) == 1  # one node without GPUs: one encoder
     os.kill(workers[0], signal.SIGKILL)
-    assert client.progress(again["job_id"])["fragments_done"] < 16  # killed mid-job
+    assert client.progress(again["job_id"])["fragments_done"] < 24  # killed mid-job
     while (progress := client.progress(again["job_id"]))["state"] != "done":
         assert time.monotonic() < deadline, progress
         time.sleep(0.2)
     assert progress["failed"] == [] and progress["error"] is None, progress
-    assert progress["films_ready"] == 1 and progress["fragments_done"] == 16
-    assert progress["fragments_encoded"] == 16 - done_before
+    assert progress["films_ready"] == 1 and progress["fragments_done"] == 24
+    assert progress["fragments_encoded"] == 24 - done_before
     assert _session_processes(server.proc.pid, "EncoderWorker") != workers  # restarted
     client.close()
 

@@ -258,8 +258,10 @@ class JobBook:
             except Exception as err:  # never a dead runner: the job says why
                 log.exception("library job %s failed", job.job_id)
                 job.error = _one_line(err)
+            # a cancel that came after the last fragment changes nothing: the job is done
+            unfinished = any(f.status in ("waiting", "encoding", "cancelled") for f in job.films)
             with self._lock:
-                self._end(job, "cancelled" if job.cancel_event.is_set() else "done")
+                self._end(job, "cancelled" if job.cancel_event.is_set() and unfinished else "done")
 
     def backend(self) -> FragmentBackend:
         if self._backend is None:
