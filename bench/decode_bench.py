@@ -1,9 +1,10 @@
 """Decode + preprocess speed for the sampling plan, against a bare decord pass.
 
 Both passes read the plan's frame indices one fragment at a time (as the encoder does), at the
-same size, with the same decord thread setting, each opening its own reader (the opening is
-part of the cost). Ours is ``FrameDecoder.decode`` + ``normalize`` (uint8 → float32, CLIP
-mean/std); the bare pass is ``decord.VideoReader(...).get_batch(indices).asnumpy()``. The
+same size, each opening its own reader (the opening is part of the cost). Ours is the app's
+default reader (``plan_reader.open_plan_reader``: the nearest reference pictures,
+``ReferenceFrameReader``) + ``normalize`` (uint8 → float32, CLIP mean/std); the bare pass is
+``decord.VideoReader(...).get_batch(indices).asnumpy()``. The
 ratio ours/bare is the engine's overhead over decoding itself; ``normalize_share_pct`` says how
 much of our time the uint8 → float32 normalization takes.
 """
@@ -22,18 +23,20 @@ log = logging.getLogger(__name__)
 
 def _ours(path: Path, plan: SamplingPlan, size: int) -> tuple[float, float]:
     """(total time, of which ``normalize``)."""
-    from moviechat_desktop.engine.video.frames import FrameDecoder, normalize
+    from moviechat_desktop.engine.video.frames import normalize, probe
+    from moviechat_desktop.engine.video.plan_reader import open_plan_reader
 
+    info = probe(path)  # the engine has it before it reads a frame: not timed
     start = time.perf_counter()
     in_normalize = 0.0
-    with FrameDecoder(path, size=size) as decoder:
+    with open_plan_reader(info, size, exact=False) as decoder:
         for fragment in plan.fragments:
             frames = decoder.decode(fragment.frame_indices)  # (n, S, S, 3) uint8
             t0 = time.perf_counter()
             pixels = normalize(frames)  # (n, 3, S, S) float32
             in_normalize += time.perf_counter() - t0
             if pixels.shape[0] != len(fragment.frame_indices):
-                raise RuntimeError("FrameDecoder returned the wrong number of frames")
+                raise RuntimeError("the reader returned the wrong number of frames")
     return time.perf_counter() - start, in_normalize
 
 
