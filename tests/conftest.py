@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# the fixture modules test files import by name get pytest's assert messages too
+pytest.register_assert_rewrite("ui_fixtures", "vlc_fixtures")
+
 ROOT = Path(__file__).resolve().parent.parent
 IN_REPO_REFERENCE = ROOT / "tests" / "data" / "reference"
 TEST_VIDEOS = ROOT / ".cache" / "test-videos"

@@ -13,6 +13,19 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
+from vlc_fixtures import (
+    VLC_PAUSED,
+    VLC_VIDEO,
+    decoded_frame,
+    focus_video,
+    grab_widget_on_screen,
+    grid,
+    open_film,
+    pause_in_vlc,
+    to_rgb_array,
+    video_rect,
+    video_window,
+)
 
 from moviechat_desktop.ui.chat_transcript import BREAKPOINT
 from moviechat_desktop.ui.player_widget import PAUSED, PLAYING
@@ -20,69 +33,16 @@ from moviechat_desktop.ui.player_widget import PAUSED, PLAYING
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
-pytest_plugins = ["ui_fixtures"]  # make_main_window, tiny_maker, …
+pytest_plugins = ["ui_fixtures", "vlc_fixtures"]  # make_main_window, tiny_maker, needs_xcb…
 
-pytestmark = [
-    pytest.mark.vlc,
-    pytest.mark.xvfb,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not os.environ.get("DISPLAY"), reason="needs an X display: run under xvfb-run"
-    ),
-]
-
-
-@pytest.fixture(autouse=True)
-def _needs_xcb(qapp):
-    if QGuiApplication.platformName() != "xcb":
-        pytest.skip(f"needs Qt's xcb platform, not {QGuiApplication.platformName()!r}")
-
-
-def to_rgb_array(image: QImage) -> np.ndarray:
-    image = image.convertToFormat(QImage.Format.Format_RGB888)
-    width, height, stride = image.width(), image.height(), image.bytesPerLine()
-    data = np.frombuffer(image.constBits(), np.uint8, count=stride * height)
-    return data.reshape(height, stride)[:, : width * 3].reshape(height, width, 3).copy()
-
-
-def grab_widget_on_screen(widget) -> np.ndarray:
-    """What the screen shows where ``widget`` is (VLC's pixels included)."""
-    top_left = widget.mapToGlobal(widget.rect().topLeft())
-    pixmap = QGuiApplication.primaryScreen().grabWindow(
-        0, top_left.x(), top_left.y(), widget.width(), widget.height()
-    )
-    return to_rgb_array(pixmap.toImage())
-
-
-def video_rect(width: int, height: int, video_w: int, video_h: int) -> tuple[int, int, int, int]:
-    """Where VLC draws a ``video_w``x``video_h`` picture fitted (letterboxed) in the widget."""
-    scale = min(width / video_w, height / video_h)
-    w, h = round(video_w * scale), round(video_h * scale)
-    return (width - w) // 2, (height - h) // 2, w, h
-
-
-def decoded_frame(path: Path, t_s: float) -> np.ndarray:
-    capture = cv2.VideoCapture(str(path))
-    capture.set(cv2.CAP_PROP_POS_MSEC, t_s * 1000)
-    ok, bgr = capture.read()
-    capture.release()
-    assert ok, f"opencv could not decode {path} at {t_s:.2f} s"
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def grid(image: np.ndarray, cols: int = 16, rows: int = 9) -> np.ndarray:
-    return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
+pytestmark = VLC_VIDEO
 
 
 def test_vlc_plays_pauses_seeks_and_shows_the_right_frame(qtbot, make_main_window, bigbuckbunny):
-    window = make_main_window(video=True)
-    window.resize(1280, 690)
+    window = video_window(make_main_window)
     player = window.player
-    with qtbot.waitSignal(window.film_opened, timeout=10000):
-        window.open_file(bigbuckbunny)
-    qtbot.waitUntil(lambda: player.state == PLAYING and player.position > 0.5, timeout=15000)
-    player.pause()
-    qtbot.waitUntil(lambda: player._player.get_state().value == 4, timeout=5000)  # Paused
+    open_film(qtbot, window, bigbuckbunny)
+    pause_in_vlc(qtbot, player)
     paused_at = player.position
     qtbot.wait(500)
     assert player.position == pytest.approx(paused_at, abs=0.05)  # time stands still
@@ -116,13 +76,10 @@ def test_full_window_screenshot_for_the_docs(
     qtbot, make_main_window, tiny_maker, wait_for_model, bigbuckbunny
 ):
     """A real window: VLC video, the watched bar, the mode switch on a paused moment."""
-    window = make_main_window(video=True, make_assistant=tiny_maker(n_fragments=32))
-    window.resize(1280, 720)
+    window = video_window(make_main_window, (1280, 720), make_assistant=tiny_maker(n_fragments=32))
     wait_for_model(window)
-    with qtbot.waitSignal(window.film_opened, timeout=10000):
-        window.open_file(bigbuckbunny)
+    open_film(qtbot, window, bigbuckbunny, playing_past_s=1.0)
     player = window.player
-    qtbot.waitUntil(lambda: player.state == PLAYING and player.position > 1.0, timeout=15000)
     player.pause()  # before the 5 s clip ends: encoding may take longer on a busy machine
     qtbot.waitUntil(lambda: window.transport.slider.covered_fraction() > 0.99, timeout=60000)
     player.seek(2.6)
@@ -144,17 +101,13 @@ def test_full_window_screenshot_for_the_docs(
 
 
 def test_snapshot_key_and_subtitle_files(qtbot, make_main_window, bigbuckbunny, tmp_path):
-    window = make_main_window(video=True)
+    window = video_window(make_main_window, size=None)
     window.snapshot_dir = tmp_path / "snapshots"
     player = window.player
-    with qtbot.waitSignal(window.film_opened, timeout=10000):
-        window.open_file(bigbuckbunny)
-    qtbot.waitUntil(lambda: player.state == PLAYING and player.position > 0.5, timeout=15000)
+    open_film(qtbot, window, bigbuckbunny)
     player.pause()
     qtbot.wait(500)
-    window.activateWindow()
-    player.surface.setFocus()
-    qtbot.waitUntil(player.surface.hasFocus, timeout=3000)
+    focus_video(qtbot, window)
     qtbot.keyClick(player.surface, Qt.Key.Key_S, Qt.KeyboardModifier.ShiftModifier)
     shots = list(window.snapshot_dir.glob("bigbuckbunny-*.png"))
     assert len(shots) == 1, window.statusBar().currentMessage()
@@ -180,15 +133,12 @@ def test_at_the_end_the_last_frame_stays_and_play_starts_again(
 
     from moviechat_desktop.ui.player_widget import ENDED
 
-    window = make_main_window(video=True)
-    window.resize(1280, 690)
+    window = video_window(make_main_window)
     player = window.player
-    with qtbot.waitSignal(window.film_opened, timeout=10000):
-        window.open_file(bigbuckbunny)
-    qtbot.waitUntil(lambda: player.state == PLAYING, timeout=15000)
+    open_film(qtbot, window, bigbuckbunny, playing_past_s=None)
     player.seek(4.0)
     qtbot.waitUntil(lambda: player.state == ENDED, timeout=15000)
-    assert player._player.get_state().value == 4  # VLC is paused, its video still there
+    assert player._player.get_state().value == VLC_PAUSED  # its video still there
     assert player.position == pytest.approx(player.duration, abs=0.01)
 
     def shown():

@@ -5,61 +5,35 @@ earlier frame paused instead of starting playback, Space right after plays on fr
 Run: ``xvfb-run -a -s "-screen 0 1280x720x24" .venv/bin/pytest tests/test_player_vlc_end.py``.
 """
 
-import os
-
-import cv2
-import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
-from test_player_vlc import decoded_frame, grab_widget_on_screen, grid, video_rect
+from vlc_fixtures import (
+    VLC_PAUSED,
+    VLC_VIDEO,
+    focus_video,
+    open_film,
+    pause_in_vlc,
+    picture_error,
+    shown_picture,
+    video_window,
+)
 
 from moviechat_desktop.ui.player_widget import ENDED, PAUSED, PLAYING
 
-pytest_plugins = ["ui_fixtures"]
+pytest_plugins = ["ui_fixtures", "vlc_fixtures"]
 
-pytestmark = [
-    pytest.mark.vlc,
-    pytest.mark.xvfb,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not os.environ.get("DISPLAY"), reason="needs an X display: run under xvfb-run"
-    ),
-]
+pytestmark = VLC_VIDEO
 
 SHIFT = Qt.KeyboardModifier.ShiftModifier
 
 
-@pytest.fixture(autouse=True)
-def _needs_xcb(qapp):
-    if QGuiApplication.platformName() != "xcb":
-        pytest.skip(f"needs Qt's xcb platform, not {QGuiApplication.platformName()!r}")
-
-
-def shown(player, size=(1280, 720)) -> np.ndarray:
-    shot = grab_widget_on_screen(player.surface)
-    x, y, w, h = video_rect(shot.shape[1], shot.shape[0], *size)
-    return shot[y + 2 : y + h - 2, x + 2 : x + w - 2]
-
-
-def picture_error(shown_image: np.ndarray, path, t_s: float) -> float:
-    frame = decoded_frame(path, t_s)
-    frame = cv2.resize(frame, (shown_image.shape[1], shown_image.shape[0]))
-    return float(np.abs(grid(shown_image) - grid(frame)).mean())
-
-
 def open_to_the_end(qtbot, make_main_window, path):
-    window = make_main_window(video=True)
-    window.resize(1280, 690)
+    window = video_window(make_main_window)
     player = window.player
-    with qtbot.waitSignal(window.film_opened, timeout=10000):
-        window.open_file(path)
-    qtbot.waitUntil(lambda: player.state == PLAYING and player.position > 0.3, timeout=15000)
+    open_film(qtbot, window, path, playing_past_s=0.3)
     player.seek(player.duration - 1.0)
     qtbot.waitUntil(lambda: player.state == ENDED, timeout=15000)
-    window.activateWindow()
-    player.surface.setFocus()
-    qtbot.waitUntil(player.surface.hasFocus, timeout=3000)
+    focus_video(qtbot, window)
     return window, player
 
 
@@ -69,11 +43,11 @@ def test_left_at_the_end_shows_that_frame_paused(qtbot, make_main_window, bigbuc
     target = player.duration - 3.0
     assert player.state == PAUSED
     qtbot.wait(1500)
-    assert player.state == PAUSED and player._player.get_state().value == 4  # not playing
+    assert player.state == PAUSED and player._player.get_state().value == VLC_PAUSED
     assert player.position == pytest.approx(target, abs=0.3)
     vlc_time = player._player.get_time() / 1000
     assert vlc_time == pytest.approx(target, abs=0.3)
-    error = picture_error(shown(player), bigbuckbunny, vlc_time)
+    error = picture_error(shown_picture(player), bigbuckbunny, vlc_time)
     assert error < 30, f"the picture is not the frame at {vlc_time:.2f} s ({error:.1f})"
     # Space plays on from there, and Space again pauses
     qtbot.keyClick(player.surface, Qt.Key.Key_Space)
@@ -82,7 +56,7 @@ def test_left_at_the_end_shows_that_frame_paused(qtbot, make_main_window, bigbuc
     qtbot.keyClick(player.surface, Qt.Key.Key_Space)
     assert player.state == PAUSED
     qtbot.wait(800)
-    assert player.state == PAUSED and player._player.get_state().value == 4
+    assert player.state == PAUSED and player._player.get_state().value == VLC_PAUSED
 
 
 @pytest.mark.parametrize("repeat", range(3))
@@ -106,25 +80,19 @@ def test_space_right_after_left_at_the_end_plays_on_never_restarts(
 
 
 def test_right_to_the_end_while_paused_shows_the_last_frame(qtbot, make_main_window, bikes_mp4):
-    window = make_main_window(video=True)
-    window.resize(1280, 690)
+    window = video_window(make_main_window)
     player = window.player
-    with qtbot.waitSignal(window.film_opened, timeout=10000):
-        window.open_file(bikes_mp4)
-    qtbot.waitUntil(lambda: player.state == PLAYING and player.position > 0.8, timeout=15000)
-    player.pause()
-    qtbot.waitUntil(lambda: player._player.get_state().value == 4, timeout=5000)
+    open_film(qtbot, window, bikes_mp4, playing_past_s=0.8)
+    pause_in_vlc(qtbot, player)
     qtbot.wait(500)
     before_time = player._player.get_time() / 1000
-    window.activateWindow()
-    player.surface.setFocus()
-    qtbot.waitUntil(player.surface.hasFocus, timeout=3000)
+    focus_video(qtbot, window)
     qtbot.keyClick(player.surface, Qt.Key.Key_Right)  # 10 s: past the end of a 10 s clip
     qtbot.wait(1500)
     assert player.state in (PAUSED, ENDED)
     vlc_time = player._player.get_time() / 1000
     assert vlc_time > player.duration - 0.5, vlc_time
-    picture = shown(player, (640, 272))
+    picture = shown_picture(player, (640, 272))
     to_last = picture_error(picture, bikes_mp4, player.duration - 0.2)
     to_old = picture_error(picture, bikes_mp4, before_time)
     print(f"\nerror to the last frame {to_last:.1f}, to the frame before {to_old:.1f}")
@@ -138,7 +106,7 @@ def test_a_question_sent_while_playing_offers_the_moment_enter_was_pressed(
 
     from moviechat_desktop.ui.chat_transcript import BREAKPOINT, GLOBAL
 
-    window = make_main_window(video=True)
+    window = video_window(make_main_window, size=None)
     player, chat = window.player, window.chat
     with qtbot.waitSignal(window.film_opened, timeout=10000):
         window.open_file(bigbuckbunny)

@@ -142,6 +142,10 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         p, t, c, w = self.player, self.transport, self.chat, self.worker
+
+        def jump(seconds: float) -> None:  # a jump asked for: the OSD shows where, as VLC's
+            player_extras.seek_and_show(p, seconds)
+
         p.position_changed.connect(t.set_position)
         p.duration_changed.connect(t.set_duration)
         p.state_changed.connect(self._read_chapters)
@@ -155,7 +159,7 @@ class MainWindow(QMainWindow):
         p.surface.double_clicked.connect(self.toggle_fullscreen)
         p.surface.wheel_scrolled.connect(lambda steps: p.change_volume(5 * steps))
         t.play_clicked.connect(p.toggle_play)
-        t.seek_requested.connect(p.seek)
+        t.seek_requested.connect(jump)
         t.volume_requested.connect(p.set_volume)
         t.mute_clicked.connect(p.toggle_mute)
         t.rate_requested.connect(p.set_rate)
@@ -163,20 +167,20 @@ class MainWindow(QMainWindow):
         t.snapshot_clicked.connect(self.take_snapshot)
         t.fullscreen_clicked.connect(self.toggle_fullscreen)
         t.chat_toggled.connect(self.set_chat_visible)
-        self.resume_bar.resume_accepted.connect(p.seek)
+        self.resume_bar.resume_accepted.connect(jump)
         self.resume_bar.focus_released.connect(p.surface.setFocus)
         self.resume_bar.always_chosen.connect(self._always_resume)
         p.position_changed.connect(self.dialogue.set_position)
         p.subtitle_track_changed.connect(
             lambda track: w.set_dialogue_source(self.dialogue.chosen_source(), track=track)
         )
-        self.dialogue.seek_requested.connect(p.seek)
+        self.dialogue.seek_requested.connect(jump)
         self.dialogue.enabled_toggled.connect(self._use_dialogue_toggled)
         self.dialogue.source_chosen.connect(w.set_dialogue_source)
         w.dialogue_changed.connect(self.dialogue.set_dialogue)
         w.film_closed.connect(lambda: self.dialogue.set_dialogue(None))
         w.answer_limit_known.connect(lambda limit: setattr(self, "answer_limit", limit))
-        c.seek_requested.connect(p.seek)
+        c.seek_requested.connect(jump)
         c.weights_requested.connect(self._model_help)
         c.export_requested.connect(self.export_chat)
         c.new_conversation_requested.connect(self.new_conversation)
@@ -223,7 +227,11 @@ class MainWindow(QMainWindow):
         self.controller.film_changed(path)
         resume = self.history.resume_position(path)
         always = resume is not None and self.settings.player.always_resume
-        self.player.load(path, start_s=resume if always else 0.0)
+        self.player.load(
+            path,
+            start_s=resume if always else 0.0,
+            duration_s=getattr(info, "duration_s", 0.0) or 0.0,
+        )
         self.transport.slider.set_chapters(())  # the new film's come when it plays
         self.transport.set_covered((), 0.0)
         self._engine_status_seen = False

@@ -74,10 +74,17 @@ def osd_for_message(message: str) -> str:
 
 
 def position_text(player: PlayerWidget) -> str:
+    """The OSD's "01:23 / 10:00" (only "01:23" while VLC does not know the length yet)."""
     hours = player.duration >= 3600
-    return (
-        f"{format_time(player.position, hours=hours)} / {format_time(player.duration, hours=hours)}"
-    )
+    here = format_time(player.position, hours=hours)
+    return f"{here} / {format_time(player.duration, hours=hours)}" if player.duration > 0 else here
+
+
+def seek_and_show(player: PlayerWidget, seconds: float) -> None:
+    """A jump the user asked for (timeline, keys, resume bar, chapters, time links): seek and
+    show the new position over the picture, as VLC does."""
+    player.seek(seconds)
+    osd(player, position_text(player))
 
 
 # ---------------------------------------------------------------------------- tracks

@@ -3,6 +3,16 @@
 VLC runs its own threads; this widget reads its time and state ~10×/s on the GUI thread and
 emits signals when they change. It plays what it is given: validating files is done before
 (``probe`` in a worker) because VLC says nothing about bad files.
+
+Seeking (measured with VLC 3.0): VLC jumps to the keyframe before the time asked for and
+decodes from there without showing anything ("preroll"); meanwhile ``get_time()`` echoes the
+time asked for, then reads 0, and the old picture stays — for seconds with a long keyframe
+interval, a large picture or a busy CPU, and right after opening a film, when the decoders
+start too. The player keeps reporting the position asked for until VLC reports a time near it
+(or ``SEEK_HOLD_MAX_S`` has passed), so the timeline and the time never jump back to 00:00 and
+a key pressed meanwhile steps from the new position. A seek made while VLC has no input yet
+(``is_seekable()`` is false: stopped, not yet playing) is held, the last one winning, and given
+to VLC by the poll as soon as it can seek.
 """
 
 from __future__ import annotations
@@ -24,7 +34,10 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 100
 EMPTY_HINT = "Open a film (Ctrl+O) or drop one here"
-SEEK_SETTLE_S = 0.6  # after a seek, ignore VLC's stale times for this long
+SEEK_SETTLE_S = 0.6  # after a seek, VLC may still report the end it left for this long
+SEEK_HOLD_MAX_S = 10.0  # report the position asked for at most this long while VLC gets there
+# a held seek is given up (with a message) when VLC plays this long without becoming seekable
+UNSEEKABLE_AFTER_S = 5.0
 END_WINDOW_S = 2.0  # VLC pausing by itself this close to the end means the film ended
 # a paused seek lands at least this far before the end: VLC has no frame to show at the very
 # end, and a paused seek there would leave the old picture on screen
@@ -81,7 +94,8 @@ class PlayerWidget(QWidget):
         self._rate = 1.0
         self._seek_target: float | None = None
         self._seek_time = 0.0
-        self._pending_seek: float | None = None
+        self._pending_seek: float | None = None  # asked for before VLC could seek
+        self._unseekable_since: float | None = None  # VLC plays but cannot seek yet
         self._pause_after_seek = False  # a seek from the end: show the frame, do not play
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -121,8 +135,12 @@ class PlayerWidget(QWidget):
         return self._state in (PLAYING, OPENING)
 
     # ------------------------------------------------------------------ media
-    def load(self, path: str | Path, *, start_s: float = 0.0, play: bool = True) -> bool:
-        """Replace the current media with ``path`` (already validated) and play it."""
+    def load(
+        self, path: str | Path, *, start_s: float = 0.0, play: bool = True, duration_s: float = 0.0
+    ) -> bool:
+        """Replace the current media with ``path`` (already validated) and play it, from
+        ``start_s``. ``duration_s`` (the probe's) gives the timeline its length until VLC
+        reports its own, so a position can be shown and clicked while VLC opens the film."""
         if self._player is None:
             self.message_posted.emit(self.unavailable_reason)
             return False
@@ -133,15 +151,19 @@ class PlayerWidget(QWidget):
         self._player.set_media(media)
         media.release()
         self.path = str(path)
-        self._position, self._duration = 0.0, 0.0
+        start = max(0.0, float(start_s))
+        self._position, self._duration = start, max(0.0, float(duration_s))
         self._seek_target = None
         self._pause_after_seek = False
-        self._pending_seek = start_s if start_s > 0 else None
-        self.position_changed.emit(0.0)
-        self.duration_changed.emit(0.0)
+        self._pending_seek = start if start > 0 else None
+        self._unseekable_since = None
+        self.duration_changed.emit(self._duration)
+        self.position_changed.emit(start)
         if play:
             self._player.play()
             self._set_state(OPENING)
+            if self._pending_seek is not None and self._vlc_can_seek():
+                self._apply_pending_seek(OPENING)  # VLC seeks as it opens: no first frame at 00:00
         self._apply_audio()
         self._player.set_rate(self._rate)
         self._timer.start()
@@ -152,6 +174,7 @@ class PlayerWidget(QWidget):
             self._player.stop()
         self.path = None
         self._timer.stop()
+        self._pending_seek = None
         self._position = self._duration = 0.0
         self.surface.message.setText(EMPTY_HINT)
         self._set_state(STOPPED)
@@ -211,10 +234,11 @@ class PlayerWidget(QWidget):
             self._pending_seek = target
             self._pause_after_seek = self._state == ENDED
             self.play()
-        elif self._state == OPENING:
-            self._pending_seek = target
+        elif not self._vlc_can_seek():
+            self._pending_seek = target  # given to VLC by _poll once it can seek
         else:
-            self._player.set_time(int(target * 1000))
+            self._pending_seek = None  # a later seek replaces one still held
+            self._player.set_time(int(target * 1000))  # taken even while VLC opens the film
         self._seek_target, self._seek_time = target, time.monotonic()
         self._position = target
         self.position_changed.emit(target)
@@ -324,6 +348,7 @@ class PlayerWidget(QWidget):
         if length > 0 and abs(length / 1000 - self._duration) > 1e-3:
             self._duration = length / 1000
             self.duration_changed.emit(self._duration)
+            self.position_changed.emit(self._position)  # the timeline's new range shows it
         mapped = {
             vlc.State.Opening: OPENING,
             vlc.State.Buffering: self._state,
@@ -340,22 +365,48 @@ class PlayerWidget(QWidget):
             and not self._seeking_away_from_end()  # VLC still reports the end: not again
         ):
             mapped = ENDED  # VLC paused by itself on the last frame (--play-and-pause)
-        if mapped == PLAYING and self._pending_seek is not None:
-            self._player.set_time(int(self._pending_seek * 1000))
-            self._pending_seek = None
-            if self._pause_after_seek:
-                self._pause_after_seek = False
-                self._player.set_pause(1)
-                mapped = PAUSED
+        if self._pending_seek is not None and mapped in (PLAYING, PAUSED):
+            mapped = self._apply_pending_seek(mapped)
         if mapped == PLAYING and self._state != PLAYING:
             self._apply_audio()  # the audio output exists only once playing
         self._set_state(mapped)
         if mapped == ENDED:
+            self._seek_target = None  # the end, wherever the last seek went
             self._update_position(self._duration)
             return
         ms = self._player.get_time()
         if ms >= 0:
             self._update_position(ms / 1000)
+
+    def _vlc_can_seek(self) -> bool:
+        """VLC takes a seek now: it has an input (``play()`` made one) that can seek. Without
+        one, libVLC drops ``set_time`` silently."""
+        return self._player is not None and bool(self._player.is_seekable())
+
+    def _apply_pending_seek(self, mapped: str) -> str:
+        """Give VLC the seek held while it could not seek, once it can; the state to report."""
+        if not self._vlc_can_seek():
+            now = time.monotonic()
+            if self._unseekable_since is None:
+                self._unseekable_since = now
+            elif now - self._unseekable_since > UNSEEKABLE_AFTER_S:  # never: a stream, say
+                self._pending_seek, self._pause_after_seek = None, False
+                self._unseekable_since = None
+                self.message_posted.emit("VLC cannot jump to a time in this film")
+            return mapped
+        self._unseekable_since = None
+        target = self._pending_seek or 0.0
+        if self._duration > 0:
+            target = min(target, self._duration)
+        self._pending_seek = None
+        self._player.set_time(int(target * 1000))
+        # VLC's times from before the jump are stale from now on, not from when it was asked
+        self._seek_target, self._seek_time = target, time.monotonic()
+        if self._pause_after_seek:
+            self._pause_after_seek = False
+            self._player.set_pause(1)
+            return PAUSED
+        return mapped
 
     def _vlc_paused(self) -> bool:
         import vlc
@@ -376,9 +427,13 @@ class PlayerWidget(QWidget):
         return self._duration - self._player.get_time() / 1000 < END_WINDOW_S
 
     def _update_position(self, seconds: float) -> None:
+        if self._pending_seek is not None:
+            return  # VLC's time is from before the seek it has not been given yet
         if self._seek_target is not None:
-            settled = abs(seconds - self._seek_target) < 1.0
-            if not settled and time.monotonic() - self._seek_time < SEEK_SETTLE_S:
+            # VLC echoes the exact time asked for before it has got there: not an arrival
+            echo = round(seconds * 1000) == int(self._seek_target * 1000)
+            arrived = abs(seconds - self._seek_target) < 1.0 and not echo
+            if not arrived and time.monotonic() - self._seek_time < SEEK_HOLD_MAX_S:
                 return
             self._seek_target = None
         if abs(seconds - self._position) > 1e-3:

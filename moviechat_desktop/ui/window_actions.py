@@ -50,8 +50,7 @@ class WindowActions:
         playback.addSeparator()
 
         def jump(seconds: float) -> None:
-            player.seek_relative(seconds)
-            extras.osd(player, extras.position_text(player))
+            extras.seek_and_show(player, player.position + seconds)
 
         for modifier, seconds in SEEK_STEPS:
             self._player(
@@ -178,7 +177,9 @@ class WindowActions:
             action = menu.addAction(f"{format_time(start, hours=hours)}  {title}")
             action.setCheckable(True)
             action.setChecked(index == current)
-            action.triggered.connect(lambda _checked=False, s=start: player.seek(s))
+            action.triggered.connect(
+                lambda _checked=False, s=start: extras.seek_and_show(player, s)
+            )
         if not listed:
             menu.addAction("(this film has no chapters)").setEnabled(False)
 
