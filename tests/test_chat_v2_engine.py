@@ -156,9 +156,10 @@ def test_stop_and_regenerate_through_the_engine_process(reference_dir, clip):
     settings = small_settings()
     settings.model.model_dir = str(reference_dir)
     settings.model.device = "cpu"
-    # a GenerationSettings object does not cross the process pipe: the settings say greedy
     settings.generation.greedy, settings.generation.max_new_tokens = True, 8
-    child = LocalEngine(settings=settings, use_cache=False)
+    # chunks 0.2 s apart: the tiny model's whole answer could otherwise be made before the
+    # stop reaches the child (seen: the answer saved as complete)
+    child = LocalEngine("engine_children:slow_assistant", settings=settings, chunk_delay_s=0.2)
     try:
         child.load_model()
         child.open(clip)
