@@ -102,7 +102,6 @@ class Assistant(AssistantQuestions, AssistantChat, AssistantEncoding, AssistantD
         self._conversation_id: str | None = None
         self._answer_limit: int | None = None
         self._dialogue: FilmDialogue | None = None
-        self._speech_turn = False  # background_step alternates memory and speech
         self._speech_model: SpeechModel | None = None  # faster-whisper, shared by all films
         # How the open film's frames arrive when a client uploads them (the server side of the
         # remote engine), e.g. "uploaded-jpeg-q90"; None when decoded here from the film file.

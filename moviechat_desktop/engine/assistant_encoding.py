@@ -11,12 +11,12 @@ from typing import Any
 
 from moviechat_desktop.engine.assistant_results import EncodeStatus
 from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoDecodeError
-from moviechat_desktop.engine.progress import CancelToken
+from moviechat_desktop.engine.progress import BackgroundTurns, CancelToken
 
 log = logging.getLogger(__name__)
 
 
-class AssistantEncoding:
+class AssistantEncoding(BackgroundTurns):
     """Part of ``Assistant`` (engine/assistant.py), whose ``__init__`` sets the state used here."""
 
     def status(self) -> EncodeStatus:
@@ -38,39 +38,9 @@ class AssistantEncoding:
         )
 
     def _speech_status(self) -> dict[str, Any]:
-        if self._dialogue is None:
-            return {}
-        pending = self._dialogue.speech_pending()  # settles the source on the first call
-        if self._dialogue.speech is None:
-            return {}
-        progress = self._dialogue.speech_progress()
-        return {
-            "speech_done_s": progress.done_s,
-            "speech_total_s": progress.total_s,
-            "speech_covered": progress.covered,
-            "speech_pending": pending,
-            "speech_error": progress.error,
-        }
+        from moviechat_desktop.engine.dialogue.film_dialogue import speech_status_fields
 
-    def background_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
-        """One unit of the open film's background work, on the engine's schedule: a memory
-        fragment (when the model is loaded) and a ~30 s speech chunk (when speech is the
-        dialogue source) take turns. A speech failure is kept in the status
-        (``speech_error``) and never stops the memory; a fragment's failure raises."""
-        from moviechat_desktop.engine.errors import DialogueError
-
-        status = self.status()
-        memory_due = self.model_loaded and not status.finished
-        if memory_due and not (status.speech_pending and self._speech_turn):
-            self._speech_turn = True
-            return self.encode_step(cancel)
-        self._speech_turn = False
-        if status.speech_pending:
-            try:
-                self.dialogue_step(cancel)
-            except DialogueError as err:
-                log.warning("speech recognition stopped: %s", err)
-        return self.status()
+        return {} if self._dialogue is None else speech_status_fields(self._dialogue)
 
     def _next_fragment(self) -> int | None:
         _, plan = self._require_film()

@@ -7,11 +7,15 @@ these into signals (throttled to ~10 updates/s) and move them to the GUI thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from moviechat_desktop.engine.errors import Cancelled
+
+log = logging.getLogger(__name__)
 
 
 class CancelToken:
@@ -65,3 +69,30 @@ def encode_to_the_end(engine, cancel: CancelToken | None = None, on_progress=Non
         if on_progress is not None:
             on_progress(status)
     return status
+
+
+class BackgroundTurns:
+    """``background_step`` for an engine (``Assistant``, the remote client): one unit of the open
+    film's background work, on the engine's schedule. A memory fragment (when the model is
+    loaded) and a ~30 s speech chunk (when speech is the dialogue source) take turns; a speech
+    failure is kept in the status (``speech_error``) and never stops the memory; a fragment's
+    failure raises. The engine provides ``status()``, ``model_loaded``, ``encode_step`` and
+    ``dialogue_step``."""
+
+    _speech_turn = False  # the next turn is speech's (when both are due)
+
+    def background_step(self, cancel: CancelToken | None = None) -> Any:
+        from moviechat_desktop.engine.errors import DialogueError
+
+        status = self.status()
+        memory_due = self.model_loaded and not status.finished
+        if memory_due and not (status.speech_pending and self._speech_turn):
+            self._speech_turn = True
+            return self.encode_step(cancel)
+        self._speech_turn = False
+        if status.speech_pending:
+            try:
+                self.dialogue_step(cancel)
+            except DialogueError as err:
+                log.warning("speech recognition stopped: %s", err)
+        return self.status()

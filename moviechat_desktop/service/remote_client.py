@@ -34,7 +34,8 @@ import httpx
 from moviechat_desktop.engine.assistant import END_SLACK_S, AnswerInfo, EncodeStatus
 from moviechat_desktop.engine.dialogue.lines import SOURCES as DIALOGUE_SOURCES
 from moviechat_desktop.engine.dialogue.lines import Dialogue
-from moviechat_desktop.engine.errors import DialogueError, MovieChatError, NotReady, VideoError
+from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoError
+from moviechat_desktop.engine.progress import BackgroundTurns
 from moviechat_desktop.engine.settings import AppSettings, load_settings, user_config_dir
 from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
 from moviechat_desktop.engine.store.film_cache import ClearResult
@@ -96,7 +97,7 @@ def check_server_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-class RemoteEngine:
+class RemoteEngine(BackgroundTurns):
     """The engine on a MovieChat server (see module docstring)."""
 
     def __init__(
@@ -132,7 +133,6 @@ class RemoteEngine:
         self._lock = threading.Lock()
         self._response: httpx.Response | None = None  # the answer being streamed
         self._stopped = False
-        self._speech_turn = False  # background_step alternates memory and speech
         self._dialogue: RemoteDialogue | None = None  # the open film's (service/remote_dialogue)
 
     @property
@@ -453,23 +453,6 @@ class RemoteEngine:
             return False
         needed = self._plan.fragment_at(at_s).index
         return all(i > needed for i in self._missing())
-
-    def background_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
-        """The film's background work, as ``Assistant.background_step``: memory fragments
-        and speech chunks (uploaded for recognition on the server) take turns; a speech
-        failure is kept in the status and never stops the memory."""
-        status = self.status()
-        memory_due = self.model_loaded and not status.finished
-        if memory_due and not (status.speech_pending and self._speech_turn):
-            self._speech_turn = True
-            return self.encode_step(cancel)
-        self._speech_turn = False
-        if status.speech_pending:
-            try:
-                self.dialogue_step(cancel)
-            except DialogueError as err:
-                log.warning("speech recognition stopped: %s", err)
-        return self.status()
 
     # ------------------------------------------------------------------ dialogue
     @property

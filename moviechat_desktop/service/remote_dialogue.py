@@ -160,7 +160,6 @@ class RemoteDialogue:
         self._request = request
         self._film_path = film_path
         self.sent_id: str | None = None  # what the server holds (dialogue_wire's id)
-        self._speech_turn = False
 
     def current(self) -> Dialogue:
         return self.film.current()
@@ -188,15 +187,7 @@ class RemoteDialogue:
         return self.film.step(cancel)
 
     def status_fields(self) -> dict[str, Any]:
-        """The speech fields of ``EncodeStatus`` (as ``Assistant._speech_status``)."""
-        pending = self.film.speech_pending()
-        if self.film.speech is None:
-            return {}
-        progress = self.film.speech_progress()
-        return {
-            "speech_done_s": progress.done_s,
-            "speech_total_s": progress.total_s,
-            "speech_covered": progress.covered,
-            "speech_pending": pending,
-            "speech_error": progress.error,
-        }
+        """The speech fields of ``EncodeStatus`` (as the desktop's)."""
+        from moviechat_desktop.engine.dialogue.film_dialogue import speech_status_fields
+
+        return speech_status_fields(self.film)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moviechat_desktop.engine.dialogue.lines import SOURCES, Dialogue
 from moviechat_desktop.engine.errors import DialogueError, MovieChatError
@@ -302,3 +302,20 @@ def _none_label(notes: list[str]) -> str:
     if not notes:
         return "No dialogue"
     return "No dialogue: " + notes[-1] if len(notes) == 1 else "No dialogue: " + "; ".join(notes)
+
+
+def speech_status_fields(dialogue: Any) -> dict[str, Any]:
+    """The speech fields of an engine's ``EncodeStatus`` (none unless speech is used), from a
+    film's dialogue: ``FilmDialogue`` or the server's ``ServedDialogue`` (``speech_pending()``,
+    ``speech``, ``speech_progress()``)."""
+    pending = dialogue.speech_pending()  # settles the source on the first call
+    if dialogue.speech is None:
+        return {}
+    progress = dialogue.speech_progress()
+    return {
+        "speech_done_s": progress.done_s,
+        "speech_total_s": progress.total_s,
+        "speech_covered": progress.covered,
+        "speech_pending": pending,
+        "speech_error": progress.error,
+    }
