@@ -155,6 +155,8 @@ class AnswerStream:
             sink.put(_END)
 
     def __iter__(self) -> Iterator[str]:
+        if self.cancel is not None and self.cancel.cancelled:  # stopped before it began
+            raise Cancelled("answer cancelled")
         sink: queue.Queue = queue.Queue()
         failure: list[BaseException] = []
         streamer = _QueueStreamer(sink)
@@ -168,6 +170,8 @@ class AnswerStream:
         shown = 0
         try:
             while (ids := sink.get()) is not _END:
+                if self.cancel is not None and self.cancel.cancelled:
+                    break  # nothing more is shown after a stop (the thread ends within a token)
                 if self.first_token_at is None:
                     self.first_token_at = streamer.first_token_at
                 self.token_ids.extend(ids)
