@@ -30,29 +30,45 @@ def decode_audio(film: str | Path, start_s: float, duration_s: float) -> np.ndar
     """
     import numpy as np
 
+    output = ["-f", "f32le", "-"]
+    data, messages = run_on_audio_track(film, start_s, duration_s, output, "decode")
+    usable = len(data) - len(data) % 4
+    if usable == 0 and messages:  # ffmpeg gave up on every packet but exited 0
+        raise DialogueError(
+            f"the audio track of {Path(film).name} cannot be decoded: {messages[-1]}"
+        )
+    return np.frombuffer(data[:usable], dtype=np.float32).copy()
+
+
+def run_on_audio_track(
+    film: str | Path, start_s: float, duration_s: float, output: list[str], verb: str
+) -> tuple[bytes, list[str]]:
+    """One ffmpeg run over ``duration_s`` seconds of the film's first audio track from
+    ``start_s``, as 16 kHz mono, written with the ``output`` arguments to a pipe: its output and
+    its messages. ``verb`` ("decode", "encode") words the errors: no ffmpeg, a timeout, a film
+    without audio, a track ffmpeg cannot read (its last message) are ``DialogueError``s."""
     exe = shutil.which("ffmpeg")
     if exe is None:
-        raise DialogueError("speech recognition needs ffmpeg to decode the audio (install ffmpeg)")
+        raise DialogueError(f"speech recognition needs ffmpeg to {verb} the audio (install ffmpeg)")
     name = Path(film).name
     cmd = [
         exe, "-nostdin", "-v", "error",
         "-ss", f"{max(0.0, start_s):.3f}", "-t", f"{duration_s:.3f}",
         "-i", os.fspath(film), "-map", "0:a:0", "-vn", "-sn", "-dn",
-        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-",
+        "-ac", "1", "-ar", str(SAMPLE_RATE), *output,
     ]  # fmt: skip
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as err:
-        raise DialogueError(f"decoding the audio of {name} took too long") from err
+        raise DialogueError(f"{verb[:-1]}ing the audio of {name} took too long") from err
     except OSError as err:
-        raise DialogueError(f"cannot run ffmpeg to decode the audio of {name}: {err}") from err
+        raise DialogueError(f"cannot run ffmpeg to {verb} the audio of {name}: {err}") from err
     messages = proc.stderr.decode("utf-8", "replace").strip().splitlines()
     if proc.returncode != 0:
         if any("matches no streams" in m for m in messages):
             raise DialogueError(f"{name} has no audio track: there is no speech to recognise")
         why = messages[-1] if messages else f"ffmpeg exit status {proc.returncode}"
+        if "unknown encoder" in why.lower() and "libopus" in why.lower():
+            raise DialogueError("this ffmpeg has no Opus encoder (libopus) for the server's speech")
         raise DialogueError(f"the audio track of {name} cannot be decoded: {why}")
-    usable = len(proc.stdout) - len(proc.stdout) % 4
-    if usable == 0 and messages:  # ffmpeg gave up on every packet but exited 0
-        raise DialogueError(f"the audio track of {name} cannot be decoded: {messages[-1]}")
-    return np.frombuffer(proc.stdout[:usable], dtype=np.float32).copy()
+    return proc.stdout, messages

@@ -10,13 +10,12 @@ decoded (ffmpeg is told the container and the decoder), and never more than ``ma
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from moviechat_desktop.engine.dialogue.audio import SAMPLE_RATE, TIMEOUT_S
+from moviechat_desktop.engine.dialogue.audio import SAMPLE_RATE, TIMEOUT_S, run_on_audio_track
 from moviechat_desktop.engine.errors import DialogueError
 
 if TYPE_CHECKING:
@@ -41,32 +40,12 @@ def encode_opus(film: str | Path, start_s: float, duration_s: float) -> bytes:
     """``duration_s`` seconds of the film's first audio track from ``start_s`` as Ogg Opus
     (mono, 16 kHz, ``BITRATE``). Shorter at the film's end; ``DialogueError`` for a film
     without audio or an audio track ffmpeg cannot decode (its reason)."""
-    name = Path(film).name
-    cmd = [
-        _ffmpeg(), "-nostdin", "-v", "error",
-        "-ss", f"{max(0.0, start_s):.3f}", "-t", f"{duration_s:.3f}",
-        "-i", os.fspath(film), "-map", "0:a:0", "-vn", "-sn", "-dn",
-        "-ac", "1", "-ar", str(SAMPLE_RATE),
-        "-c:a", "libopus", "-b:a", BITRATE, "-application", "voip",
-        "-f", "ogg", "-",
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired as err:
-        raise DialogueError(f"encoding the audio of {name} took too long") from err
-    except OSError as err:
-        raise DialogueError(f"cannot run ffmpeg to encode the audio of {name}: {err}") from err
-    messages = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-    if proc.returncode != 0:
-        if any("matches no streams" in m for m in messages):
-            raise DialogueError(f"{name} has no audio track: there is no speech to recognise")
-        why = messages[-1] if messages else f"ffmpeg exit status {proc.returncode}"
-        if "libopus" in why.lower() and "unknown encoder" in why.lower():
-            raise DialogueError("this ffmpeg has no Opus encoder (libopus) for the server's speech")
-        raise DialogueError(f"the audio track of {name} cannot be decoded: {why}")
-    if not proc.stdout:
+    output = ["-c:a", "libopus", "-b:a", BITRATE, "-application", "voip", "-f", "ogg", "-"]
+    data, messages = run_on_audio_track(film, start_s, duration_s, output, "encode")
+    if not data:
+        name = Path(film).name
         raise DialogueError(f"the audio track of {name} cannot be decoded: {messages[-1:]}")
-    return proc.stdout
+    return data
 
 
 def decode_opus(data: bytes, max_s: float) -> np.ndarray:

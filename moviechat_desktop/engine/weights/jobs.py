@@ -78,9 +78,6 @@ def engine_error(err: MovieChatError) -> MovieChatError:
 class WeightsJobs:
     """What ``service.weights_child`` calls in the child: one job per call."""
 
-    def __init__(self) -> None:
-        pass
-
     def download(
         self,
         part_ids: Sequence[str] | None = None,
