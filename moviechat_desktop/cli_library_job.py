@@ -126,6 +126,25 @@ def _cancel(client: Any, job_id: str | None) -> int:
     return EXIT_CANCELLED
 
 
+def _note_damaged(films: list[Any]) -> None:
+    """One note per film encoded except a damaged part, as a local ``encode`` says it."""
+    from moviechat_desktop.engine.memory.gaps import describe_gaps
+    from moviechat_desktop.service.remote_wire import WireError, ranges
+
+    for film in films:
+        try:
+            gaps = ranges(film.get("gaps")) if isinstance(film, dict) else ()
+        except WireError:
+            gaps = ()
+        if gaps:  # (a server of an older version sends only the count)
+            name = Path(str(film.get("path"))).name
+            print(
+                f"moviechat-desktop: note: {describe_gaps(gaps)} of {for_terminal(name)} could "
+                "not be decoded (damaged) and was skipped",
+                file=sys.stderr,
+            )
+
+
 def _report(args: argparse.Namespace, progress: dict[str, Any], elapsed_s: float) -> int:
     failed = progress.get("failed") or []
     if getattr(args, "json", False):
@@ -140,6 +159,7 @@ def _report(args: argparse.Namespace, progress: dict[str, Any], elapsed_s: float
             f"{progress['fragments_from_cache']} already in its cache{note}, "
             f"in {elapsed_s:.1f} s"
         )
+    _note_damaged(progress.get("damaged") or [])
     for film in failed:
         print(
             f"moviechat-desktop: error: {for_terminal(film['path'])}: "

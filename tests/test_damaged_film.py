@@ -6,10 +6,10 @@ is reopened. A file nothing decodes from is still refused with a clear message."
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from cache_helpers import GREEDY, small_settings
+from damaged_film_maker import SECONDS, make_damaged_film, ruin
 
 from moviechat_desktop.cli import main
 from moviechat_desktop.engine.assistant import Assistant
@@ -17,26 +17,11 @@ from moviechat_desktop.engine.errors import VideoDecodeError, VideoError
 
 pytestmark = pytest.mark.timeout(300)
 
-SECONDS = 20
-
 
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory):
     """20 s at 25 fps, a keyframe every second; bytes 45-60 % overwritten (≈ 9-12 s)."""
-    folder = tmp_path_factory.mktemp("damaged")
-    whole = folder / "whole.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-         f"testsrc=duration={SECONDS}:size=320x240:rate=25",
-         "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", str(whole)],
-        check=True, timeout=120,
-    )  # fmt: skip
-    data = bytearray(whole.read_bytes())
-    start, end = int(len(data) * 0.45), int(len(data) * 0.60)
-    data[start:end] = bytes((i * 37 + 11) & 0xFF for i in range(end - start))
-    path = folder / "damaged.mp4"
-    path.write_bytes(bytes(data))
-    return path
+    return make_damaged_film(tmp_path_factory.mktemp("damaged"))
 
 
 def _assistant(reference_dir, **kw):
@@ -84,11 +69,7 @@ def test_a_gap_is_tried_again_when_the_film_is_reopened(reference_dir, damaged):
 
 
 def test_a_file_nothing_decodes_from_is_still_refused(reference_dir, damaged, tmp_path):
-    data = bytearray(damaged.read_bytes())
-    start = int(len(data) * 0.05)
-    data[start:] = bytes((i * 37 + 11) & 0xFF for i in range(len(data) - start))
-    ruined = tmp_path / "ruined.mp4"
-    ruined.write_bytes(bytes(data))
+    ruined = ruin(damaged, tmp_path / "ruined.mp4")
     assistant = _assistant(reference_dir)
     with pytest.raises(VideoError, match=r"damaged|truncated|cannot|incomplete"):
         assistant.open(ruined)

@@ -71,14 +71,33 @@ class AssistantEncoding(BackgroundTurns):
         try:
             frames = self._decoder.decode(fragment.frame_indices)  # (n, S, S, 3) uint8
         except VideoDecodeError as err:  # damaged here: skip it, as VLC does (memory/gaps.py)
-            self._gaps.add(index, fragment.start_s, fragment.end_s, str(err))
-            if len(self._gaps) == len(plan.fragments):  # nothing decodes: DESIGN §7's refusal
-                raise VideoDecodeError(
-                    f"'{info.path.name}' is damaged: none of its pictures can be decoded."
-                ) from err
-            return self.status()
+            return self.skip_fragment(index, str(err))
         self._encode_fragment(index, frames, start)
         return self.status()
+
+    def skip_fragment(self, index: int, reason: str) -> EncodeStatus:
+        """Record fragment ``index`` as a gap: its frames could not be decoded, here or by
+        the client that decodes this film (memory/gaps.py). A fragment already in memory stays.
+        When every fragment is a gap: ``VideoDecodeError`` (DESIGN §7's refusal)."""
+        info, plan = self._require_film()
+        if not 0 <= index < len(plan.fragments):
+            raise MovieChatError(f"fragment {index} is outside 0..{len(plan.fragments) - 1}")
+        if index not in set(self._done_fragments()):
+            fragment = plan.fragments[index]
+            self._gaps.add(index, fragment.start_s, fragment.end_s, reason)
+            if len(self._gaps) == len(plan.fragments):  # nothing decodes
+                raise VideoDecodeError(
+                    f"'{info.path.name}' is damaged: none of its pictures can be decoded."
+                )
+        return self.status()
+
+    def gap_fragments(self) -> list[int]:
+        """Indices of the open film's fragments skipped as damaged, in order."""
+        return sorted(self._gaps.indices)
+
+    def retry_gaps(self) -> None:
+        """Forget the gaps: the next encoding tries those fragments again (as a reopen)."""
+        self._gaps.clear()
 
     def encode_frames_for(self, index: int, frames_uint8: Any) -> EncodeStatus:
         """Encode fragment ``index`` of the plan from frames decoded elsewhere (a client):

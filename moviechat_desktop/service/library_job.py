@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from moviechat_desktop.engine.errors import MovieChatError, VideoDecodeError, VideoError
+from moviechat_desktop.engine.memory.gaps import DecodeGaps
 from moviechat_desktop.engine.settings import AppSettings, SamplingSettings, load_settings
 from moviechat_desktop.service import library_job_paths as paths_mod
 
@@ -82,6 +83,7 @@ class FilmProgress:
     from_cache: int = 0  # fragments the cache already held (skipped)
     encoded: int = 0  # fragments this job encoded
     damaged: int = 0  # fragments that could not be decoded (skipped, as the player does)
+    gaps: DecodeGaps = field(default_factory=DecodeGaps, repr=False)  # their time ranges
     error: str | None = None
     plan: Any = field(default=None, repr=False)
     info: Any = field(default=None, repr=False)
@@ -135,7 +137,11 @@ class LibraryJob:
                 for f in films
                 if f.status == "failed"
             ],
-            "damaged": [{"path": f.path, "fragments": f.damaged} for f in films if f.damaged],
+            "damaged": [
+                {"path": f.path, "fragments": f.damaged, "gaps": f.gaps.ranges()}
+                for f in films
+                if f.damaged
+            ],
         }
 
 
@@ -370,6 +376,9 @@ def encode_film(
                     cause = cause if isinstance(cause, BaseException) else result
                     if isinstance(cause, VideoDecodeError):
                         film.damaged += 1  # skipped, as the local engine does (memory/gaps.py)
+                        film.gaps.add(
+                            fragment.index, fragment.start_s, fragment.end_s, _one_line(cause)
+                        )
                         continue
                     backend.cancel(list(pending))
                     raise MovieChatError(f"fragment {fragment.index} failed: {_one_line(cause)}")

@@ -79,6 +79,7 @@ def open_server_film(service: FilmService, film_id: str, body: dict[str, Any]) -
         and current.use_cache == use_cache
     ):
         films.move_to_end(film_id)
+        current.retry_gaps()  # a reopen tries the damaged parts again, as locally
         state = service.state(film_id)
         state["cache_restored"] = state["status"]["fragments_done"]
         return state

@@ -34,7 +34,7 @@ import httpx
 from moviechat_desktop.engine.assistant import END_SLACK_S, AnswerInfo, EncodeStatus
 from moviechat_desktop.engine.dialogue.lines import SOURCES as DIALOGUE_SOURCES
 from moviechat_desktop.engine.dialogue.lines import Dialogue
-from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoError
+from moviechat_desktop.engine.errors import MovieChatError, NotReady, VideoDecodeError, VideoError
 from moviechat_desktop.engine.progress import BackgroundTurns
 from moviechat_desktop.engine.settings import AppSettings, load_settings, user_config_dir
 from moviechat_desktop.engine.store.chat_history import ChatRecord, ConversationSummary
@@ -125,6 +125,7 @@ class RemoteEngine(BackgroundTurns):
         self._open_body: dict[str, Any] | None = None
         self._state: dict[str, Any] = {}
         self._frames: ClientFrames | None = None
+        self._gaps: dict[int, str] = {}  # fragments this client could not decode: why
         self._recent_fps = 0.0
         self._encode_seconds = 0.0
         self.load_seconds = 0.0
@@ -353,6 +354,16 @@ class RemoteEngine(BackgroundTurns):
             raise NotReady("no film is open")
         state = self._json("PUT", f"/films/{self._film_id}", json=self._open_body, retry_open=False)
         self._take_state(state)
+        # a server that lost the film (restarted, another replica) learns its gaps again: they
+        # stay skipped until the user reopens the film (``close`` forgets them)
+        for index, reason in sorted(self._gaps.items()):
+            self._send_gap(index, reason, retry_open=False)
+
+    def _send_gap(self, index: int, reason: str, retry_open: bool = True) -> None:
+        path = f"/films/{self._film_id}/gaps/{index}"
+        self._take_state(
+            self._json("PUT", path, json=wire.gap_to_wire(reason), retry_open=retry_open)
+        )
 
     def _take_state(self, state: Any) -> None:
         if not isinstance(state, dict) or not isinstance(state.get("status"), dict):
@@ -364,6 +375,7 @@ class RemoteEngine(BackgroundTurns):
         if self._frames is not None:
             self._frames.close()
         self._frames = None
+        self._gaps = {}
         self._video = self._plan = self._film_id = self._open_body = None
         self._dialogue = None
         self._state = {}
@@ -395,13 +407,19 @@ class RemoteEngine(BackgroundTurns):
         data = self._state.get("status")
         if not data:
             return EncodeStatus(0, 0, 0, 0, (), 0.0, 0.0, False)
-        data = {**data, "covered": wire.tuples(data.get("covered", [])), "frames_per_s": 0.0}
+        try:
+            covered, gaps = wire.ranges(data.get("covered")), wire.ranges(data.get("gaps"))
+        except wire.WireError as err:
+            raise ServerError(f"the server sent a malformed film state ({err})") from None
+        data = {**data, "covered": covered, "gaps": gaps, "frames_per_s": 0.0}
         status = wire.dataclass_from_wire(EncodeStatus, data)
         speech = {} if self._dialogue is None else self._dialogue.status_fields()
         return dataclasses.replace(status, frames_per_s=self._recent_fps, **speech)
 
     def _missing(self) -> list[int]:
-        return [int(i) for i in self._state.get("missing", [])]
+        """The fragments still to encode (those skipped as damaged are not)."""
+        gaps = {int(i) for i in self._state.get("gap_fragments") or []}
+        return [int(i) for i in self._state.get("missing", []) if int(i) not in gaps]
 
     def encode_step(self, cancel: CancelToken | None = None) -> EncodeStatus:
         """Decode the next fragment here, upload its frames, let the server encode them."""
@@ -420,7 +438,12 @@ class RemoteEngine(BackgroundTurns):
             count = len(plan.fragments[index].frame_indices)
             self._recent_fps = count / elapsed if elapsed > 0 else 0.0
             return self.status()
-        frames = self._frames.fragment(plan.fragments[index].frame_indices)
+        try:
+            frames = self._frames.fragment(plan.fragments[index].frame_indices)
+        except VideoDecodeError as err:  # damaged here: a gap, as locally (memory/gaps.py)
+            self._gaps[index] = str(err)
+            self._send_gap(index, str(err))  # every fragment a gap: VideoDecodeError
+            return self.status()
         body = wire.pack_frames(frames)
         self.bytes_uploaded += len(body)
         state = self._json(
@@ -660,6 +683,10 @@ class RemoteEngine(BackgroundTurns):
             value = server.get(key)
             setattr(answer, key, value if isinstance(value, str) else None)
         answer.coverage = str(server.get("coverage") or "")
+        try:
+            answer.gaps = wire.ranges(server.get("gaps"))  # damaged parts the answer missed
+        except wire.WireError:
+            answer.gaps = ()
         # The client sees text, not tokens: its first token is its first text less the time
         # the server's streamer held that text back after the decoder's first token.
         if answer.first_text_s is None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from moviechat_desktop.engine.assistant import Assistant
-from moviechat_desktop.engine.errors import MovieChatError
+from moviechat_desktop.engine.errors import MovieChatError, NotReady
 from moviechat_desktop.engine.progress import CancelToken
 from moviechat_desktop.engine.settings import AppSettings, load_settings
 from moviechat_desktop.service import remote_wire as wire
@@ -126,6 +126,7 @@ class FilmService:
             and current.use_cache == use_cache
         ):  # already open here: what it holds counts as restored for this client
             self._films.move_to_end(film_id)
+            current.retry_gaps()  # a reopen tries the damaged parts again, as locally
             state = self.state(film_id)
             state["cache_restored"] = state["status"]["fragments_done"]
             return state
@@ -156,6 +157,7 @@ class FilmService:
             "film_id": film_id,
             "status": dataclasses.asdict(assistant.status()),
             "missing": assistant.missing_fragments(),
+            "gap_fragments": assistant.gap_fragments(),  # missing, skipped as damaged
             "cache_restored": assistant.cache_restored,
             "conversation_id": assistant.conversation_id,
             "history_error": assistant.history_error,
@@ -173,6 +175,20 @@ class FilmService:
         size = assistant.model.config.image_size
         frames = wire.unpack_frames(body, len(plan.fragments[index].frame_indices), size)
         assistant.encode_frames_for(index, frames)
+        return self.state(film_id)
+
+    def skip(self, film_id: str, index: int, body: Any) -> dict[str, Any]:
+        """Fragment ``index`` could not be decoded by the client: a gap (never cached, tried
+        again when the film is reopened); the film's state. Every fragment a gap:
+        ``VideoDecodeError``, as locally."""
+        assistant = self.film(film_id)
+        plan = assistant._require_film()[1]
+        if not 0 <= index < len(plan.fragments):
+            raise wire.WireError(f"fragment {index} is outside 0..{len(plan.fragments) - 1}")
+        reason = wire.gap_reason(body)
+        if assistant.frame_transport is None:
+            raise NotReady("the server decodes this film itself (it finds its damaged parts)")
+        assistant.skip_fragment(index, reason)
         return self.state(film_id)
 
     # ------------------------------------------------------------------ questions

@@ -40,6 +40,7 @@ MAX_FRAME_BYTES = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE * 3  # a compressed frame is n
 MAX_FRAMES_BODY = 32 * 1024 * 1024  # one fragment's frames
 MAX_JSON_BODY = 8 * 1024 * 1024  # a plan of 100 000 fragments of 8 frames is ~7 MB
 MAX_QUESTION_CHARS = 8000
+MAX_GAP_REASON_CHARS = 300  # why a fragment could not be decoded (one line)
 FILM_ID = re.compile(r"^[0-9a-f]{1,16}-[0-9a-f]{32}$")  # store.fingerprint.file_fingerprint
 
 
@@ -241,6 +242,32 @@ def dataclass_from_wire(cls: type, data: Any) -> Any:
         return cls(**values)
     except TypeError as err:
         raise WireError(f"a {cls.__name__} from the server is malformed ({err})") from None
+
+
+def gap_to_wire(reason: str) -> dict[str, str]:
+    """The body of ``PUT /films/{film}/gaps/{i}``: why the client could not decode it."""
+    return {"reason": " ".join(reason.split())[:MAX_GAP_REASON_CHARS] or "cannot be decoded"}
+
+
+def gap_reason(data: Any) -> str:
+    """The reason of a gap request: a short line of text (whitespace runs become one space)."""
+    if not isinstance(data, dict) or not isinstance(data.get("reason"), str):
+        raise WireError('a gap must be an object {"reason": "why it cannot be decoded"}')
+    reason = " ".join(data["reason"].split())
+    if not 0 < len(reason) <= MAX_GAP_REASON_CHARS:
+        raise WireError(f"a gap's reason must be 1 to {MAX_GAP_REASON_CHARS} characters")
+    return reason
+
+
+def ranges(value: Any) -> tuple[tuple[float, float], ...]:
+    """Time ranges ``[[a, b], ...]`` from the other side (``WireError`` when malformed)."""
+    try:
+        pairs = tuple((float(a), float(b)) for a, b in value or ())
+    except (TypeError, ValueError):
+        raise WireError("time ranges must be a list of [start, end] pairs") from None
+    if not all(math.isfinite(a) and math.isfinite(b) and a <= b for a, b in pairs):
+        raise WireError("time ranges must be a list of [start, end] pairs")
+    return pairs
 
 
 def tuples(value: Any) -> Any:

@@ -9,6 +9,7 @@ token's SHA-256). Bodies are size-limited before they are read and every value i
     GET    /films/{film}                       its encoding state
     DELETE /films/{film}                       close it (its memory stays in the cache)
     PUT    /films/{film}/fragments/{i}         one fragment's frames (JPEG) → encoded
+    PUT    /films/{film}/gaps/{i}              fragment i cannot be decoded: {"reason"} → a gap
     PUT    /films/{film}/dialogue              its dialogue: timed lines, or speech (below)
     PUT    /films/{film}/speech/{i}            speech chunk i as Ogg Opus → its recognised lines
     POST   /films/{film}/ask                   a question → NDJSON stream of chunks
@@ -195,6 +196,11 @@ def build_app(
     async def upload(film_id: str, index: int, request: Request, service: Service) -> Any:
         body = await _body(request, wire.MAX_FRAMES_BODY)
         return await service.run(service.upload, film_id, index, body)
+
+    @app.put(prefix + "/films/{film_id}/gaps/{index}")
+    async def gap(film_id: str, index: int, request: Request, service: Service) -> Any:
+        body = await _json(request)
+        return await service.run(service.skip, film_id, index, body)
 
     @app.put(prefix + "/films/{film_id}/dialogue")
     async def dialogue(film_id: str, request: Request, service: Service) -> Any:
