@@ -317,3 +317,29 @@ def _described(gaps):
     from moviechat_desktop.engine.memory.gaps import describe_gaps
 
     return describe_gaps(gaps)
+
+
+# --------------------------------------------------------------------------- the window's engine
+def test_the_windows_engine_process_gets_the_gaps_from_the_server(
+    url, token_file, damaged, local_gaps
+):
+    """The window's engine (a child process hosting ``RemoteEngine``) hands the window the
+    gaps it paints red and the status text (tests/test_damaged_film.py checks those)."""
+    from moviechat_desktop.ui.main_window import make_engine_assistant
+
+    window_settings = settings()
+    engine_settings = window_settings.engine
+    engine_settings.mode, engine_settings.server_url = "server", url
+    engine_settings.token_file = str(token_file)
+    engine = make_engine_assistant(window_settings)
+    try:
+        engine.load_model()
+        engine.open(damaged)
+        status = engine.encode()
+        assert status.finished and status.gaps == local_gaps.gaps
+        after = status.gaps[-1][1] + 1.0
+        assert engine.covers(after)
+        assert list(engine.ask("What now?", "breakpoint", after, settings=GREEDY))
+        assert engine.last_answer.gaps == status.gaps
+    finally:
+        engine.shutdown()
