@@ -7,6 +7,7 @@
     moviechat-desktop cache status|clear            the films' cached memories
     moviechat-desktop transcript VIDEO [--json]     the film's dialogue (subtitles or speech)
     moviechat-desktop serve [--host H --port P]     the engine as a server (Ray Serve)
+    moviechat-desktop engine status|stop            the warm engine ask/encode keep loaded
 
 Every failure is one line on stderr and a non-zero exit status. Heavy imports (torch,
 transformers, Qt) happen inside the command that needs them, so ``--help`` is instant.
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from moviechat_desktop import __version__
 from moviechat_desktop.runtime_env import prefer_passive_openmp
 
-SUBCOMMANDS = ("ask", "encode", "weights", "cache", "serve", "transcript")
+SUBCOMMANDS = ("ask", "encode", "weights", "cache", "serve", "transcript", "engine")
 # the commands that may end without the interpreter's teardown (not serve: Ray's own exit
 # handlers must run)
 QUICK_EXIT_COMMANDS = ("ask", "encode", "weights", "transcript")
@@ -47,7 +48,8 @@ def _gui_parser() -> argparse.ArgumentParser:
             "  weights   show, download, verify or import the model weights\n"
             "  cache     show or clear the films' cached memories\n"
             "  serve     run the engine as a server for other computers (Ray Serve)\n"
-            "  transcript  print a film's dialogue (subtitles, or recognised speech)"
+            "  transcript  print a film's dialogue (subtitles, or recognised speech)\n"
+            "  engine    show or stop the warm engine (the model ask/encode keep loaded)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -70,6 +72,9 @@ def _command_parser() -> argparse.ArgumentParser:
     from moviechat_desktop import cli_dialogue
 
     cli_dialogue.add_parsers(sub)
+    from moviechat_desktop import cli_warm_engine
+
+    cli_warm_engine.add_parsers(sub)
     return parser
 
 

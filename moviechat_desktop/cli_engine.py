@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
+import os
 import sys
 import time
 
@@ -115,8 +115,9 @@ class _Bar:
         self._bar.close()
 
 
-def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, check=None):
-    from moviechat_desktop.engine.assistant import Assistant
+def _open_and_encode(
+    args: argparse.Namespace, until_s: float | None = None, check=None, before_open=None
+):
     from moviechat_desktop.engine.progress import CancelToken
 
     timings: dict[str, float] = {}
@@ -125,11 +126,13 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
         _usage_error("--on-server needs --server (the path is the server's)")
     if on_server and getattr(args, "subtitles", None):
         _usage_error("--subtitles names a file here; with --on-server the server reads the film")
-    assistant = cli_serve.make_engine(args) or Assistant(
-        model_dir=args.model_dir, use_cache=not args.no_cache
-    )
-    if getattr(args, "no_dialogue", False):
-        assistant.settings.dialogue.enabled = False
+    assistant = cli_serve.make_engine(args)
+    if assistant is not None:  # the server's: its settings live here and travel with each call
+        _apply_flags(assistant.settings, args)
+    else:
+        assistant = _local_engine(args)
+    if before_open is not None:
+        before_open(assistant)
     t0 = time.perf_counter()
     subtitles = getattr(args, "subtitles", None)
     if on_server:
@@ -166,6 +169,51 @@ def _open_and_encode(args: argparse.Namespace, until_s: float | None = None, che
             file=sys.stderr,
         )
     return assistant, info, status, timings
+
+
+def _apply_flags(settings, args: argparse.Namespace) -> None:
+    """The command's options that are settings (``AppSettings``), before any engine uses them."""
+    if getattr(args, "no_dialogue", False):
+        settings.dialogue.enabled = False
+    if getattr(args, "greedy", False):
+        settings.generation.greedy = True
+    if getattr(args, "max_new_tokens", None) is not None:
+        settings.generation.max_new_tokens = args.max_new_tokens
+
+
+def _local_engine(args: argparse.Namespace):
+    """The warm engine's session when it is on (``engine.keep_warm_s``; it keeps the model
+    loaded between calls: service/warm_engine.py), else an ``Assistant`` in this process."""
+    from moviechat_desktop.engine.settings import load_settings
+    from moviechat_desktop.service.warm_engine import open_warm_engine
+
+    settings = load_settings()
+    _apply_flags(settings, args)
+    model_dir = args.model_dir or settings.model.model_dir
+    use_cache = not args.no_cache
+    model_dir = os.path.abspath(model_dir) if model_dir else None
+    engine = open_warm_engine(settings, model_dir, use_cache, on_wait=_say_waiting)
+    if engine is not None:  # its working directory is not ours
+        args.video = os.path.abspath(args.video)
+        if getattr(args, "subtitles", None):
+            args.subtitles = os.path.abspath(args.subtitles)
+        return engine
+    from moviechat_desktop.engine.assistant import Assistant
+
+    return Assistant(settings=settings, model_dir=args.model_dir, use_cache=use_cache)
+
+
+def _say_waiting() -> None:
+    print(
+        "moviechat-desktop: waiting for the warm engine (another call is using it)…",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _model_was_warm(assistant) -> bool:
+    """True when the warm engine had the model loaded before this call."""
+    return bool(getattr(assistant, "model_was_warm", False))
 
 
 def _usage_error(message: str) -> None:
@@ -209,8 +257,10 @@ def run_ask(args: argparse.Namespace) -> int:
     at_s = args.at  # already parsed and checked by argparse (_at_time)
     if not args.question.strip():
         raise MovieChatError("the question is empty")
-    if args.max_new_tokens is not None:
-        _check_answer_length(args)
+
+    def before_open(assistant) -> None:  # a usage error before any film opens or weights load
+        if args.max_new_tokens is not None:
+            _check_answer_length(args, assistant)
 
     def check(info) -> None:  # before any encoding: fail fast
         if at_s is not None and at_s > info.duration_s + END_SLACK_S:
@@ -219,17 +269,15 @@ def run_ask(args: argparse.Namespace) -> int:
                 f"({format_time(info.duration_s)})"
             )
 
-    assistant, info, status, timings = _open_and_encode(args, until_s=at_s, check=check)
+    assistant, info, status, timings = _open_and_encode(
+        args, until_s=at_s, check=check, before_open=before_open
+    )
     with contextlib.closing(assistant):  # releases the film's cache entry and files
         _recognise_speech(assistant, info.duration_s if at_s is None else at_s, timings)
-        settings = assistant.generation_settings()
-        if args.greedy:
-            settings = dataclasses.replace(settings, greedy=True)
-        if args.max_new_tokens is not None:
-            settings = dataclasses.replace(settings, max_new_tokens=args.max_new_tokens)
         mode = "global" if at_s is None else "breakpoint"
         chunks = []
-        for chunk in assistant.ask(args.question, mode=mode, at_s=at_s, settings=settings):
+        # the answer's settings: the user's [generation] with --greedy/--max-new-tokens
+        for chunk in assistant.ask(args.question, mode=mode, at_s=at_s):
             chunks.append(chunk)
             if not args.json:
                 sys.stdout.write(for_terminal(chunk, keep_newlines=True))
@@ -261,7 +309,8 @@ def run_ask(args: argparse.Namespace) -> int:
                     "fragments_from_cache": assistant.cache_restored,
                     "device": assistant.device_label,
                     "engine": "server" if args.server else "local",
-                    "greedy": settings.greedy,
+                    "warm": _model_was_warm(assistant),
+                    "greedy": assistant.settings.generation.greedy,
                     "gaps": [list(g) for g in answer_info.gaps],
                     "dialogue_source": answer_info.dialogue_source,
                     "dialogue_lines": answer_info.dialogue_lines,
@@ -273,19 +322,18 @@ def run_ask(args: argparse.Namespace) -> int:
         return 0
 
 
-def _check_answer_length(args: argparse.Namespace) -> None:
+def _check_answer_length(args: argparse.Namespace, assistant) -> None:
     """``--max-new-tokens`` outside what fits beside the video and the fixed prompt in the
     decoder's context: a usage error (exit 2), decided from the model's config and tokenizer
     files before any film is opened or weights are loaded."""
     from moviechat_desktop.cli import EXIT_USAGE
-    from moviechat_desktop.engine.assistant import Assistant
 
     if args.server:  # the server's model has the exact limit: it refuses more, saying it
         from moviechat_desktop.engine.model.llm import GenerationSettings
 
         limit, whose = GenerationSettings().max_length - 1, "the decoder's context"
     else:
-        limit, whose = Assistant(model_dir=args.model_dir).answer_length_limit(), "this model"
+        limit, whose = assistant.answer_length_limit(), "this model"
     if not 1 <= args.max_new_tokens <= limit:
         print(
             f"moviechat-desktop: error: --max-new-tokens {args.max_new_tokens} is out of range: "
@@ -348,6 +396,8 @@ def run_encode(args: argparse.Namespace) -> int:
                         "cache_hit": assistant.cache_restored > 0,
                         "fragments_from_cache": assistant.cache_restored,
                         "device": assistant.device_label,
+                        "engine": "server" if args.server else "local",
+                        "warm": _model_was_warm(assistant),
                         "timings": {k: round(v, 4) for k, v in timings.items()},
                     },
                 )

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 # the fixture modules test files import by name get pytest's assert messages too
-pytest.register_assert_rewrite("ui_fixtures", "vlc_fixtures")
+pytest.register_assert_rewrite("ui_fixtures", "vlc_fixtures", "warm_engine_helpers")
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_REPO_REFERENCE = ROOT / "tests" / "data" / "reference"
@@ -44,6 +44,9 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
         monkeypatch.setenv(var, str(base / sub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("MOVIECHAT_MODEL_DIR", raising=False)
+    # no CLI call keeps a warm engine (a daemon holding a model for minutes) unless a test of
+    # it asks for one (tests/test_warm_engine*.py)
+    monkeypatch.setenv("MOVIECHAT_KEEP_WARM_S", "0")
     return base
 
 

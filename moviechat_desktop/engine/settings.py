@@ -87,6 +87,9 @@ class EngineSettings:
     mode: str = "local"  # "local" (a child process of the app) | "server" (a MovieChat server)
     server_url: str = ""  # e.g. "http://gpu-box:8000" (mode "server")
     token_file: str = ""  # the server's token; "" = server-token in the user config dir
+    # the CLI's engine stays loaded this many seconds after its last call (service/warm_engine.py);
+    # 0: every call loads its own. $MOVIECHAT_KEEP_WARM_S overrides it.
+    keep_warm_s: int = 300
 
 
 @dataclass
@@ -111,6 +114,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("generation", "top_p"): (0.01, 1.0),
     ("generation", "temperature"): (0.01, 5.0),
     ("cache", "limit_gb"): (0.0, 1_000_000.0),
+    ("engine", "keep_warm_s"): (0, 86400),
 }
 _MAX_TEXT = 4096  # longest string setting (a path)
 

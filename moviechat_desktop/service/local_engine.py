@@ -15,6 +15,11 @@ raise ``EngineDied``; the owner starts a new ``LocalEngine`` (see ``ModelWorker`
 ``interrupt()`` (any thread) makes the call in flight raise ``EngineStopped`` at once;
 ``shutdown()`` asks the child to stop, then terminates and finally kills it after short grace
 periods, and reaps it (no zombie is left).
+
+The process-specific part is three methods (``_peer_alive``, ``_how_it_ended``, ``_stop_peer``):
+``service/warm_engine.py``'s ``WarmEngine`` reuses everything else over a Unix socket to the
+CLI's warm engine. A ``("log", -1, level, name, text)`` message (that engine's warnings) is
+handled as a record of this process's own logger ``name``.
 """
 
 from __future__ import annotations
@@ -56,6 +61,15 @@ def _describe_exit(code: int | None) -> str:
     return f"it exited with status {code}"
 
 
+def _relay_log(level: int, name: str, message: str) -> None:
+    """A record the engine logged, handled here as this process's own (its handlers, e.g. the
+    CLI's one line on stderr)."""
+    record = logging.makeLogRecord(
+        {"name": name, "levelno": level, "levelname": logging.getLevelName(level), "msg": message}
+    )
+    logging.getLogger(name).handle(record)
+
+
 class LocalEngine:
     """An ``EngineClient`` whose engine runs in a child process (see the module docstring).
 
@@ -68,21 +82,13 @@ class LocalEngine:
         object.__setattr__(self, "_ready", False)
         ctx = multiprocessing.get_context("spawn")
         parent_conn, child_conn = ctx.Pipe(duplex=True)
-        self._conn = parent_conn
         self._process = ctx.Process(
             target=serve,
             args=(child_conn, factory, kwargs, logging.getLogger().getEffectiveLevel()),
             name="moviechat-engine",
             daemon=True,
         )
-        self._lock = threading.RLock()  # one call at a time
-        self._interrupted = threading.Event()
-        self._dead: EngineDied | None = None
-        self._closed = False
-        self._busy = False  # a call's reply is still owed (an interrupted call)
-        self._next_id = 0
-        self._methods: set[str] = set()
-        self._open_stream: int | None = None
+        self._attach(parent_conn)
         self._process.start()
         child_conn.close()  # the child holds its end: its death closes the pipe
         self.pid = self._process.pid
@@ -91,6 +97,19 @@ class LocalEngine:
             self.shutdown()
             raise reply[2]
         self._ready = True
+
+    def _attach(self, conn: Any) -> None:
+        """The connection to the engine (a pipe to the child here; a subclass may bring a
+        socket, ``service/warm_engine.py``) and the call state."""
+        self._conn = conn
+        self._lock = threading.RLock()  # one call at a time
+        self._interrupted = threading.Event()
+        self._dead: EngineDied | None = None
+        self._closed = False
+        self._busy = False  # a call's reply is still owed (an interrupted call)
+        self._next_id = 0
+        self._methods: set[str] = set()
+        self._open_stream: int | None = None
 
     # ------------------------------------------------------------------ the forwarding
     def __getattr__(self, name: str) -> Any:
@@ -222,10 +241,13 @@ class LocalEngine:
                 self._send(("cancel", call_id))
                 cancel_sent = True
             if message is None:
-                if not self._process.is_alive() and not self._conn.poll(0):
+                if not self._peer_alive() and not self._conn.poll(0):
                     raise self._died()
                 if deadline is not None and time.monotonic() > deadline:
                     raise self._died()
+                continue
+            if message[0] == "log":  # a warning the engine logged (the warm engine's sessions)
+                _relay_log(*message[2:])
                 continue
             if message[0] == "callback" and message[1] == call_id:
                 self._run_callback(callbacks, *message[2:])
@@ -245,17 +267,35 @@ class LocalEngine:
 
     def _died(self) -> EngineDied:
         if self._dead is None:
-            self._process.join(0.5)
-            code = self._process.exitcode
-            self._dead = EngineDied(f"The assistant's process ended: {_describe_exit(code)}.")
+            self._dead = EngineDied(f"The assistant's process ended: {self._how_it_ended()}.")
             log.warning("%s", self._dead)
         return self._dead
+
+    # ------------------------------------------------------------------ the engine's process
+    def _peer_alive(self) -> bool:
+        return self._process.is_alive()
+
+    def _how_it_ended(self) -> str:
+        self._process.join(0.5)
+        return _describe_exit(self._process.exitcode)
+
+    def _stop_peer(self, grace_s: float) -> None:
+        """After ``shutdown`` was sent: wait for the child, then terminate, kill and reap it."""
+        self._process.join(grace_s)
+        if self._process.is_alive():
+            log.info("the engine did not stop in %.1f s: terminating it", grace_s)
+            self._process.terminate()
+            self._process.join(0.5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._process.close()
 
     # ------------------------------------------------------------------ life cycle
     @property
     def alive(self) -> bool:
         """True while the child runs (False once it died or was shut down)."""
-        return self._dead is None and not self._closed and self._process.is_alive()
+        return self._dead is None and not self._closed and self._peer_alive()
 
     def interrupt(self) -> None:
         """Any thread: the call in flight raises ``EngineStopped`` within ~20 ms, and so does
@@ -270,7 +310,7 @@ class LocalEngine:
         busy = self._busy or self._open_stream is not None
         if grace_s is None:
             grace_s = BUSY_GRACE_S if busy else STOP_GRACE_S
-        if self._dead is None and self._process.is_alive():
+        if self._dead is None and self._peer_alive():
             try:
                 self._conn.send_bytes(wire.dumps_request(("shutdown", 0)))
             except (OSError, EOFError):
@@ -279,18 +319,10 @@ class LocalEngine:
             self._conn.close()
         except OSError:
             pass
-        self._process.join(grace_s)
-        if self._process.is_alive():
-            log.info("the engine did not stop in %.1f s: terminating it", grace_s)
-            self._process.terminate()
-            self._process.join(0.5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._process.close()
+        self._stop_peer(grace_s)
 
     def __del__(self) -> None:  # a forgotten client must not leave its child behind
-        if self.__dict__.get("_process") is not None and not self.__dict__.get("_closed", True):
+        if self.__dict__.get("_conn") is not None and not self.__dict__.get("_closed", True):
             try:
                 self.shutdown(grace_s=0.1)
             except Exception:
