@@ -294,6 +294,31 @@ def test_a_library_job_encodes_films_the_server_reads_and_a_rerun_skips_them(
     assert out.startswith("1 of 3 films ready on the server")
 
 
+def test_a_library_job_skips_a_damaged_part_and_ask_answers_around_it(server, capsys, tmp_path):
+    """A fragment a Ray decode task cannot decode comes back wrapped by Ray: the job still
+    counts it as damaged (not a failed film), says where, exits 0; ask --on-server then
+    answers a breakpoint question after the gap and lists it (issue #15 item 7)."""
+    from damaged_film_maker import make_damaged_film
+
+    from moviechat_desktop.cli import main
+
+    damaged = make_damaged_film(tmp_path)
+    _settings_file("[sampling]\nn_fragments = 10\nframes_per_fragment = 8\n")
+    code, out, err = _encode_on_server(server, capsys, damaged)
+    assert code == 0, err
+    assert out.startswith("1 of 1 films ready on the server: ") and "damaged fragments" in out
+    notes = [line for line in err.splitlines() if "could not be decoded (damaged)" in line]
+    assert len(notes) == 1 and "of damaged.mp4" in notes[0], err
+    base = ["ask", "--server", server.url, "--token-file", str(server.token_file), "--on-server"]
+    code = main([*base, str(damaged), "What now?", "--greedy", "--json", "--at", "18"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    reply = json.loads(out)
+    assert reply["gaps"] and reply["gaps"][-1][1] < 18 and reply["mode"] == "breakpoint"
+    assert 0 < reply["fragments_from_cache"] < 10  # the job cached what decodes, not the gap
+    assert sum("could not be decoded (damaged)" in line for line in err.splitlines()) == 1
+
+
 def test_a_library_job_survives_ctrl_c_and_a_killed_encoder(
     server, capsys, monkeypatch, bigbuckbunny
 ):
