@@ -102,6 +102,7 @@ class FakeAssistant:
         # the fake's answers count as using dialogue: no "Answered without dialogue." footnote
         self.last_answer = AnswerInfo(dialogue_lines=1)
         self.contexts: list[list[tuple[str, str]]] = []
+        self.prepared: list[float] = []  # prepare_breakpoint's times, in order
 
     def _touch(self) -> None:
         self.thread_ids.add(threading.get_ident())
@@ -163,6 +164,11 @@ class FakeAssistant:
             return False
         needed = min(self.fragments - 1, math.floor(at_s / (self.duration_s / self.fragments)))
         return self.done >= needed + 1
+
+    def prepare_breakpoint(self, at_s: float) -> bool:
+        self._touch()
+        self.prepared.append(at_s)
+        return self.path is not None
 
     def new_conversation(self) -> None:
         self.conversation.clear()

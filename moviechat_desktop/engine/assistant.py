@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moviechat_desktop.engine.assistant_chat import AssistantChat
 from moviechat_desktop.engine.assistant_dialogue import AssistantDialogue
@@ -90,6 +90,8 @@ class Assistant(AssistantQuestions, AssistantChat, AssistantEncoding, AssistantD
         self._decoder: FrameDecoder | ReferenceFrameReader | None = None
         # breakpoint frames: a full-size reader opened in the background when a film opens
         self._grabber: GrabberOpener | None = None
+        # the breakpoint picture encoded ahead (prepare_breakpoint): (key, (1, Q, D) tokens)
+        self._prepared_picture: tuple[tuple, Any] | None = None
         self._gaps = DecodeGaps()  # fragments that could not be decoded (memory/gaps.py)
         self._conversation: Conversation | None = None
         self._encode_seconds = 0.0
@@ -241,6 +243,7 @@ class Assistant(AssistantQuestions, AssistantChat, AssistantEncoding, AssistantD
         if self._grabber is not None:
             self._grabber.close()
         self._grabber = None
+        self._prepared_picture = None
         if self._store is not None:
             self._store.close()
         self._store = None

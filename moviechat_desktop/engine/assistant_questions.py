@@ -117,14 +117,11 @@ class AssistantQuestions:
                 t0 = time.perf_counter()
                 if frame is not None:
                     pixels = self._supplied_frame(frame, model.config.image_size)
+                    current = model.encode_frames(pixels)  # (1, Q, D)
                 elif self.frame_transport is not None:
                     raise NotReady("a breakpoint question needs the picture at that moment")
-                else:
-                    if self._grabber is None:
-                        self._grabber = GrabberOpener(info.path)
-                    grabber = self._grabber.get()  # opened when the film opened
-                    pixels = grabber.grab(at_s, size=model.config.image_size)
-                current = model.encode_frames(pixels)  # (1, Q, D)
+                else:  # prepared when the player paused there, or now
+                    current = self._breakpoint_picture(at_s)
                 timings["current_frame_s"] = time.perf_counter() - t0
                 frames = memory.breakpoint_frames(at_s, current)
             t0 = time.perf_counter()
@@ -186,6 +183,47 @@ class AssistantQuestions:
             "assistant", conversation.turns[-1].answer, mode, at_s, generation,
             replaces=replaces_answer, coverage=coverage,
         )  # fmt: skip
+
+    def prepare_breakpoint(self, at_s: float) -> bool:
+        """Get the picture on screen at ``at_s`` ready for a breakpoint question: decoded at
+        full size and encoded now — the player has just paused there — so that the question
+        typed meanwhile pays neither (on a 1080p film with a keyframe every ~10 s the exact
+        picture alone costs 0.4-1.3 s to decode). The next breakpoint question showing the same
+        frame uses it; anything else replaces it. Returns False when there is nothing to
+        prepare (no film, pictures uploaded by a client, no model loaded yet); raises what the
+        question would (``VideoError`` outside the film, ``VideoDecodeError``)."""
+        import torch
+
+        from moviechat_desktop.engine.video.probe import format_time
+
+        info = self._video
+        if info is None or self.frame_transport is not None or self._model is None:
+            return False
+        if not -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S:
+            raise VideoError(
+                f"{format_time(at_s)} is outside the film "
+                f"({format_time(0.0)} to {format_time(info.duration_s)})"
+            )
+        with torch.inference_mode():
+            self._breakpoint_picture(min(max(at_s, 0.0), info.duration_s))
+        return True
+
+    def _breakpoint_picture(self, at_s: float) -> Any:
+        """The encoded picture on screen at ``at_s`` ``(1, Q, D)``: the prepared one when it
+        shows the same frame to the same model, else decoded and encoded now (and kept)."""
+        model = self.model
+        info, _ = self._require_film()
+        if self._grabber is None:
+            self._grabber = GrabberOpener(info.path)
+        grabber = self._grabber.get()  # opened when the film opened
+        index = grabber.index_at(at_s)
+        key = (str(info.path), index, model.config.image_size, id(model))
+        prepared = self._prepared_picture
+        if prepared is not None and prepared[0] == key:
+            return prepared[1]
+        current = model.encode_frames(grabber.grab_index(index, model.config.image_size, at_s))
+        self._prepared_picture = (key, current)
+        return current
 
     def _prompt_for(
         self,

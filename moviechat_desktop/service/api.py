@@ -145,6 +145,12 @@ class EngineClient(Protocol):
         ...
 
     # -- questions and conversations
+    def prepare_breakpoint(self, at_s: float) -> bool:
+        """Decode (and encode, where the model is) the picture on screen at ``at_s`` now — the
+        player paused there — so the breakpoint question typed meanwhile starts at once; False
+        when there is nothing to prepare yet."""
+        ...
+
     def generation_settings(self) -> GenerationSettings: ...
 
     def ask(

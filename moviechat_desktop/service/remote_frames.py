@@ -74,6 +74,10 @@ class ClientFrames:
 
     def picture_at(self, t_s: float) -> np.ndarray:
         """The picture on screen at ``t_s`` → ``(size, size, 3)`` uint8."""
+        return self.picture(self.index_at(t_s), t_s)
+
+    def index_at(self, t_s: float) -> int:
+        """The index of the picture on screen at ``t_s`` (opens the full-size reader)."""
         if self._full is None:
             self._full = open_reader(self.path, None)
             self._starts, self._duration_s, _ = read_timeline(self._full)
@@ -83,7 +87,10 @@ class ClientFrames:
                 f"{format_time(t_s) if math.isfinite(t_s) else t_s} is outside "
                 f"'{self.path.name}' ({format_time(0.0)} to {format_time(self._duration_s)})."
             )
-        index = frame_shown_at(self._starts, t_s)
+        return frame_shown_at(self._starts, t_s)
+
+    def picture(self, index: int, t_s: float) -> np.ndarray:
+        """Picture ``index`` (``index_at(t_s)``) → ``(size, size, 3)`` uint8."""
         try:
             rgb = self._full.get_batch([index]).asnumpy()[0]
         except decord_errors() as exc:

@@ -25,6 +25,7 @@ from moviechat_desktop.ui.chat_panel import ChatPanel
 from moviechat_desktop.ui.dialogue_panel import DialoguePanel
 from moviechat_desktop.ui.error_display import show_error
 from moviechat_desktop.ui.fullscreen_mode import FullscreenIdle
+from moviechat_desktop.ui.pause_prefetch import PausePrefetch
 from moviechat_desktop.ui.playback_history import PlaybackHistory
 from moviechat_desktop.ui.player_widget import OPENING, PLAYING, PlayerWidget
 from moviechat_desktop.ui.resume_bar import ResumeBar
@@ -127,6 +128,7 @@ class MainWindow(QMainWindow):
 
         self.worker = ModelWorker(self._assistant_factory(self.settings))
         self.controller = ChatController(self.chat, self.worker, self)
+        self.pause_prefetch = PausePrefetch(self.player, self.worker, self)
         self.status = StatusReporter(self.statusBar(), self.chat)
         self.actions = WindowActions(self)
         self.fullscreen_idle = FullscreenIdle(self)
@@ -225,6 +227,7 @@ class MainWindow(QMainWindow):
         self._remember_position()
         self.film_path, self.film_info = path, info
         self.controller.film_changed(path)
+        self.pause_prefetch.forget()
         resume = self.history.resume_position(path)
         always = resume is not None and self.settings.player.always_resume
         self.player.load(

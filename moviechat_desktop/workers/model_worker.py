@@ -120,6 +120,7 @@ class ModelWorker(QThread):
         self._deaths: list[float] = []
         self._gave_up: ErrorReport | None = None
         self._dialogue_key: tuple | None = None  # what dialogue_changed last carried
+        self._prepare_at: float | None = None  # the player paused here: prepare the picture
 
     # ------------------------------------------------------------------ GUI-thread API
     def load_model(self) -> None:
@@ -176,6 +177,14 @@ class ModelWorker(QThread):
             )
             self._cond.notify_all()
 
+    def prepare_breakpoint(self, at_s: float) -> None:
+        """The player paused at ``at_s``: have the engine decode and encode the picture there
+        before the question being typed arrives (after any question already in line, before
+        more encoding; a newer pause replaces an older one not started yet)."""
+        with self._cond:
+            self._prepare_at = float(at_s)
+            self._cond.notify_all()
+
     def stop_answer(self, request_id: int) -> None:
         """Stop the answer being generated, or drop the question if it is still in line."""
         with self._cond:
@@ -205,6 +214,7 @@ class ModelWorker(QThread):
 
     def _cancel_film_work(self) -> None:
         with self._cond:
+            self._prepare_at = None
             self._film_cancel.cancel()
             for question in self._questions:
                 question.cancel.cancel()
@@ -245,6 +255,9 @@ class ModelWorker(QThread):
                 if self._questions:
                     question = self._questions[0]
                     return lambda: self._serve(question)
+                if self._prepare_at is not None:
+                    at_s, self._prepare_at = self._prepare_at, None
+                    return lambda: self._prepare(at_s)
                 if self._wants_encode():
                     return self._encode_step
                 if self._engine_lost():
@@ -522,6 +535,16 @@ class ModelWorker(QThread):
             self.dialogue_changed.emit(dialogue)
 
     # ------------------------------------------------------------------ questions
+    def _prepare(self, at_s: float) -> None:
+        if self._engine is None or self._film_path is None:
+            return
+        try:
+            self._engine.prepare_breakpoint(at_s)
+        except (EngineDied, EngineStopped):
+            raise  # run() restarts the engine, or ends
+        except Exception as err:  # never a dialog: the question, if one comes, says what fails
+            log.info("the picture at %.3f s could not be prepared: %s", at_s, err)
+
     def _finish_question(self, question: Question) -> None:
         with self._cond:
             if self._questions and self._questions[0] is question:

@@ -174,6 +174,11 @@ class FrameGrabber:
 
     def grab(self, t_s: float, size: int = 224) -> torch.Tensor:
         """The frame on screen at ``t_s`` seconds, preprocessed → ``(1, 3, size, size)``."""
+        return self.grab_index(self.index_at(t_s), size, t_s)
+
+    def index_at(self, t_s: float) -> int:
+        """The index of the frame on screen at ``t_s`` (``VideoError`` outside the film):
+        cheap, no decoding."""
         if self._reader is None:
             raise ValueError("this FrameGrabber is closed")
         name, duration = self.path.name, self.duration_s
@@ -182,7 +187,15 @@ class FrameGrabber:
                 f"{format_time(t_s) if math.isfinite(t_s) else t_s} is outside '{name}' "
                 f"({format_time(0.0)} to {format_time(duration)})."
             )
-        index = frame_shown_at(self._starts, t_s)
+        return frame_shown_at(self._starts, t_s)
+
+    def grab_index(self, index: int, size: int = 224, t_s: float | None = None) -> torch.Tensor:
+        """Frame ``index`` (see ``index_at``), preprocessed → ``(1, 3, size, size)``; ``t_s``
+        the time asked for, named if the picture cannot be decoded."""
+        if self._reader is None:
+            raise ValueError("this FrameGrabber is closed")
+        name = self.path.name
+        t_s = float(self._starts[index]) if t_s is None else t_s
         try:
             rgb = self._reader.get_batch([index]).asnumpy()[0]  # (H, W, 3) uint8, as displayed
         except decord_errors() as exc:
