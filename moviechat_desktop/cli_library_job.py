@@ -126,14 +126,18 @@ def _cancel(client: Any, job_id: str | None) -> int:
     return EXIT_CANCELLED
 
 
-def _note_damaged(films: list[Any]) -> None:
-    """One note per film encoded except a damaged part, as a local ``encode`` says it."""
+def _note_damaged(films: list[Any], failed: list[Any]) -> None:
+    """One note per film encoded except a damaged part, as a local ``encode`` says it (a film
+    nothing decodes from has its error line instead)."""
     from moviechat_desktop.engine.memory.gaps import describe_gaps
     from moviechat_desktop.service.remote_wire import WireError, ranges
 
+    failed_paths = {f.get("path") for f in failed if isinstance(f, dict)}
     for film in films:
+        if not isinstance(film, dict) or film.get("path") in failed_paths:
+            continue
         try:
-            gaps = ranges(film.get("gaps")) if isinstance(film, dict) else ()
+            gaps = ranges(film.get("gaps"))
         except WireError:
             gaps = ()
         if gaps:  # (a server of an older version sends only the count)
@@ -159,7 +163,7 @@ def _report(args: argparse.Namespace, progress: dict[str, Any], elapsed_s: float
             f"{progress['fragments_from_cache']} already in its cache{note}, "
             f"in {elapsed_s:.1f} s"
         )
-    _note_damaged(progress.get("damaged") or [])
+    _note_damaged(progress.get("damaged") or [], failed)
     for film in failed:
         print(
             f"moviechat-desktop: error: {for_terminal(film['path'])}: "

@@ -313,6 +313,27 @@ def test_a_library_job_then_ask_on_server_answer_around_the_gap(
     assert len(skipped) == FRAGMENTS - local_gaps.fragments_done
 
 
+def test_a_library_job_over_a_film_nothing_decodes_from_fails_it_clearly(
+    damaged, url, token_file, capsys, monkeypatch
+):
+    from moviechat_desktop.service import library_job_encoder
+
+    def broken(info, frame_indices, size, exact):
+        raise VideoDecodeError(f"'{info.path.name}' is damaged: the picture cannot be decoded.")
+
+    monkeypatch.setattr(library_job_encoder, "decode_fragment", broken)
+    save_settings(settings())
+    server = ["--server", url, "--token-file", str(token_file)]
+    assert main(["encode", *server, "--on-server", str(damaged)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("0 of 1 films ready on the server: ")
+    assert err.splitlines()[-1] == (
+        f"moviechat-desktop: error: {damaged}: 'damaged.mp4' is damaged: none of its pictures "
+        "can be decoded."
+    ), err
+    assert "note:" not in err  # the error says it all
+
+
 def _described(gaps):
     from moviechat_desktop.engine.memory.gaps import describe_gaps
 

@@ -398,7 +398,9 @@ def encode_film(
                     raise MovieChatError("the server could not write the memory cache (disk?)")
                 film.encoded += 1
         if film.damaged and film.damaged == film.fragments_total:
-            raise VideoDecodeError(f"'{film.name}' is damaged: none of its pictures decode")
+            raise VideoDecodeError(
+                f"'{film.name}' is damaged: none of its pictures can be decoded."
+            )  # as the local engine says it
         film.status = "ready"
     finally:
         store.close()
