@@ -203,6 +203,20 @@ def test_when_every_fragment_fails_the_error_is_clear(remote, damaged, monkeypat
         remote.encode()
 
 
+def test_a_server_of_an_older_version_is_named(remote, damaged, monkeypatch):
+    """A server without the gaps route: the decode error says the server must be updated."""
+    original = FilmService.info
+
+    def older(service):
+        return {k: v for k, v in original(service).items() if k != "skips_damaged"}
+
+    monkeypatch.setattr(FilmService, "info", older)
+    remote.open(damaged)
+    with pytest.raises(VideoDecodeError, match=r"00:09\.0 cannot be decoded \(the server runs an "
+                       r"older version that cannot skip a damaged part: update it\)"):  # fmt: skip
+        remote.encode()
+
+
 def test_the_command_says_none_of_its_pictures_decode(
     damaged, monkeypatch, capsys, url, token_file
 ):

@@ -441,6 +441,11 @@ class RemoteEngine(BackgroundTurns):
         try:
             frames = self._frames.fragment(plan.fragments[index].frame_indices)
         except VideoDecodeError as err:  # damaged here: a gap, as locally (memory/gaps.py)
+            if not (self._server or {}).get("skips_damaged"):
+                raise VideoDecodeError(
+                    f"{str(err).rstrip('.')} (the server runs an older version that cannot "
+                    "skip a damaged part: update it)"
+                ) from None
             self._gaps[index] = str(err)
             self._send_gap(index, str(err))  # every fragment a gap: VideoDecodeError
             return self.status()

@@ -94,6 +94,7 @@ class FilmService:
             "films_open": len(self._films),
             "speech_unavailable": self._speech_models.unavailable(),
             "answer_length_limit": self._base.answer_length_limit(),
+            "skips_damaged": True,  # takes PUT /films/{film}/gaps/{i}
         }
 
     # ------------------------------------------------------------------ films
