@@ -92,6 +92,8 @@ RUN_METRICS: tuple[Metric, ...] = (
     Metric("quit_while_encoding_s", "s", "quit while encoding (engine process)"),
     Metric("cli_ask_cached_wall_s", "s", "CLI: cached ask, wall (fresh process)"),
     Metric("cli_ask_cached_cpu_s", "s", "CLI: cached ask, CPU"),
+    Metric("cli_ask_warm_engine_wall_s", "s", "CLI: cached ask, warm engine, wall"),
+    Metric("cli_ask_cold_engine_wall_s", "s", "CLI: cached ask starting the warm engine"),
     Metric("import_torch_alone_wall_s", "s", "CLI yardstick: import torch alone, wall"),
     Metric("import_torch_alone_cpu_s", "s", "CLI yardstick: import torch alone, CPU"),
     Metric("import_torch_s", "s", "CLI importtime: torch"),

@@ -265,7 +265,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 except RuntimeError as err:
                     errors.append(f"CLI start-up: {err}")
                 else:
-                    run_metrics.update({k: v for k, v in figures.items() if "load_av" not in k})
+                    run_metrics.update(
+                        {k: v for k, v in figures.items() if "load_av" not in k and " " not in k}
+                    )
     from bench import dialogue_bench
 
     run_metrics.update(dialogue_bench.measure_prompt(repeats=max(5, repeats * 5)))
