@@ -115,7 +115,7 @@ def decoded(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def local_gaps(reference_dir, damaged, tmp_path_factory):
+def local_gaps(reference_dir, damaged):
     """What the local engine makes of the film: its gaps and its fragments in memory."""
     local = Assistant(settings=settings(), model_dir=reference_dir, use_cache=False)
     local.open(damaged)
@@ -178,10 +178,10 @@ def test_a_gap_is_not_cached_and_a_reopen_tries_it_again(
     assert status.fragments_done == done.fragments_done
     assert remote.encode().gaps == done.gaps and decoded == tried_gaps
     # another client, the film closed on the server: from the cache, the gaps tried again
+    film_id = remote.film_id
     remote.close()
-    httpx.delete(
-        f"{url}/v1/films/{remote.film_id or ''}", headers={"Authorization": f"Bearer {TOKEN}"}
-    )
+    closed = httpx.delete(f"{url}/v1/films/{film_id}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert closed.json() == {"closed": True}
     decoded.clear()
     other = RemoteEngine(url, token_file, settings=settings())
     try:
