@@ -6,6 +6,7 @@ it starts, the tiny reference model, real clips. Every daemon a test starts is s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -156,3 +157,30 @@ def test_the_daemon_ignores_its_callers_terminal(warm, tmp_path):
         ["ps", "-o", "sid=,tty=", "-p", str(pid)], capture_output=True, text=True
     ).stdout.split()
     assert own_session[0] == str(pid) and own_session[1] == "?"
+
+
+def test_the_answer_length_is_checked_by_the_warm_engine(warm, reference_dir, bikes_mp4):
+    done = warm.run(
+        "ask", str(bikes_mp4), QUESTION, "--max-new-tokens", "100000",
+        "--model-dir", str(reference_dir),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "--max-new-tokens 100000 is out of range: this model takes 1 to" in done.stderr
+    assert len(warm.daemons()) == 1  # the limit came from the engine's side (no torch here)
+    assert warm.status()["engine"]["model"] is None  # decided without loading the model
+
+
+def test_weights_replaced_in_place_are_loaded_again(warm, reference_dir, bikes_mp4, tmp_path):
+    import shutil
+
+    write_settings(FEW_FRAGMENTS)
+    model_dir = tmp_path / "model"
+    shutil.copytree(reference_dir, model_dir)
+    encode = ["encode", str(bikes_mp4), "--json", "--model-dir", str(model_dir)]
+    assert warm.run_json(*encode)["warm"] is False
+    assert warm.run_json(*encode)["warm"] is True
+    replaced = next(model_dir.glob("*.pth"))
+    stamp = replaced.stat().st_mtime + 60
+    os.utime(replaced, (stamp, stamp))  # as a new download of the same file would
+    assert warm.run_json(*encode)["warm"] is False

@@ -15,7 +15,6 @@ runtime directory is not private (``warm_engine_paths``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import subprocess
@@ -106,7 +105,7 @@ def open_warm_engine(
     warm engine is off or cannot be used here (module docstring). ``model_dir``: absolute.
     ``on_wait`` is called once when the engine has been busy with another call for a while."""
     keep_warm_s = keep_warm_seconds(settings)
-    if keep_warm_s <= 0:
+    if keep_warm_s <= 0 or os.name != "posix":  # (Unix sockets, fcntl locks)
         return None
     try:
         place = warm_engine_place()
@@ -185,6 +184,8 @@ def _try_connect(place: WarmEnginePlace) -> Connection | None:
 @contextlib.contextmanager
 def _start_lock(place: WarmEnginePlace) -> Iterator[None]:
     """Held while a daemon is started: two calls at once never start two."""
+    import fcntl  # POSIX only, like the Unix socket (open_warm_engine checks)
+
     fd = os.open(place.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -2,17 +2,20 @@
 
 Every CLI call gets an ``Assistant`` of its own (its settings, its film, its conversation); the
 model in it is the one the daemon keeps loaded (``Assistant.use_model_of``) as long as what
-decides the model is the same: the weights' files (the resolved ``ModelPaths``), the precision,
-the device and the position table. A call that needs another model drops the kept one first
-(one model in memory at a time) and loads its own, which is then kept.
+decides the model is the same: the weights' files (the resolved ``ModelPaths``, and each file's
+size and mtime), the precision, the device and the position table. A call that needs another
+model drops the kept one first (one model in memory at a time) and loads its own, which is then
+kept.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from moviechat_desktop.engine.assistant import Assistant
@@ -31,7 +34,25 @@ def model_key(assistant: Assistant) -> tuple:
 
         paths = resolve_model_paths()
     model = assistant.settings.model
-    return (repr(paths), model.precision, model.device, model.position_table)
+    return (repr(paths), _files_state(paths), model.precision, model.device, model.position_table)
+
+
+def _files_state(paths: Any) -> tuple:
+    """Size and mtime of the weights' files (and of the decoder's directory entries): weights
+    replaced in place (a new download, a conversion) make the kept model stale."""
+    state = []
+    for field in dataclasses.fields(paths):
+        path = getattr(paths, field.name)
+        if path is None:
+            continue
+        entries = sorted(Path(path).iterdir()) if Path(path).is_dir() else [Path(path)]
+        for entry in entries:
+            try:
+                info = entry.stat()
+            except OSError:
+                continue
+            state.append((str(entry), info.st_size, info.st_mtime_ns))
+    return tuple(state)
 
 
 class ModelKeeper:
