@@ -125,6 +125,7 @@ class RemoteEngine(BackgroundTurns):
         self._open_body: dict[str, Any] | None = None
         self._state: dict[str, Any] = {}
         self._frames: ClientFrames | None = None
+        self._prepared_picture: tuple[tuple, bytes] | None = None  # prepare_breakpoint's
         self._gaps: dict[int, str] = {}  # fragments this client could not decode: why
         self._recent_fps = 0.0
         self._encode_seconds = 0.0
@@ -372,6 +373,7 @@ class RemoteEngine(BackgroundTurns):
 
     def close(self) -> None:
         """Forget the film here (the server keeps it open for other clients, and its cache)."""
+        self._prepared_picture = None
         if self._frames is not None:
             self._frames.close()
         self._frames = None
@@ -591,8 +593,7 @@ class RemoteEngine(BackgroundTurns):
         in_film = at_s is not None and -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S
         # else the server says why, or grabs the picture itself (a film it reads itself)
         if mode == "breakpoint" and at_s is not None and in_film and self._frames is not None:
-            picture = self._frames.picture_at(min(max(at_s, 0.0), info.duration_s))
-            data = wire.encode_image(picture)
+            data = self._picture_data(min(max(at_s, 0.0), info.duration_s))
             self.bytes_uploaded += len(data)
             body["frame"] = base64.b64encode(data).decode("ascii")
         start = time.perf_counter()
@@ -635,6 +636,30 @@ class RemoteEngine(BackgroundTurns):
             raise ServerError(
                 f"the server at {self.server_url} stopped in the middle of the answer"
             )
+
+    def prepare_breakpoint(self, at_s: float) -> bool:
+        """Decode and compress the picture on screen at ``at_s`` now (the player paused
+        there): the question typed meanwhile only uploads it. False when the server reads the
+        film itself or none is open."""
+        info = self._video
+        if info is None or self._frames is None:
+            return False
+        if not -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S:
+            return False  # the question, if one comes, is told why by the server
+        self._picture_data(min(max(at_s, 0.0), info.duration_s))
+        return True
+
+    def _picture_data(self, at_s: float) -> bytes:
+        """The picture on screen at ``at_s`` as sent (JPEG): the prepared one when it is the
+        same frame of the same film, else decoded now (and kept)."""
+        assert self._frames is not None
+        index = self._frames.index_at(at_s)
+        key = (self._film_id, index)
+        if self._prepared_picture is not None and self._prepared_picture[0] == key:
+            return self._prepared_picture[1]
+        data = wire.encode_image(self._frames.picture(index, at_s))
+        self._prepared_picture = (key, data)
+        return data
 
     def _open_stream(self, body: dict[str, Any]) -> httpx.Response:
         for attempt in range(1, REOPEN_ATTEMPTS + 1):
