@@ -378,3 +378,30 @@ def test_the_windows_engine_process_gets_the_gaps_from_the_server(
         assert engine.last_answer.gaps == status.gaps
     finally:
         engine.shutdown()
+
+
+# --------------------------------------------------------------------------- prepared pictures
+def test_a_picture_prepared_at_the_pause_is_uploaded_without_decoding_again(
+    remote, bikes_mp4, monkeypatch
+):
+    """(issue 16 item 3, the remote client) ``prepare_breakpoint`` decodes and compresses the
+    picture on screen; the question showing that frame only uploads it."""
+    pictures: list[int] = []
+    original = ClientFrames.picture
+
+    def counting(frames, index, t_s):
+        pictures.append(index)
+        return original(frames, index, t_s)
+
+    monkeypatch.setattr(ClientFrames, "picture", counting)
+    remote.open(bikes_mp4)
+    remote.encode()
+    assert remote.prepare_breakpoint(3.0) is True
+    assert len(pictures) == 1
+    sent = remote.bytes_uploaded
+    assert "".join(remote.ask("What now?", "breakpoint", 3.0, settings=GREEDY))
+    assert len(pictures) == 1, "the question did not decode the picture again"
+    assert remote.bytes_uploaded > sent  # it was still sent, with the question
+    "".join(remote.ask("And now?", "breakpoint", 6.0, settings=GREEDY))
+    assert len(pictures) == 2 and pictures[0] != pictures[1]
+    assert remote.prepare_breakpoint(1e6) is False  # outside the film: the question says why
