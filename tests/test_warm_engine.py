@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -67,6 +68,9 @@ def test_two_calls_at_once_start_one_daemon_and_both_answer(warm, reference_dir,
     answers = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
     assert answers[0]["answer"] == answers[1]["answer"]
     assert sorted(a["warm"] for a in answers) == [False, True]  # one loaded, one reused
+    waited = [err for _, err in results if "waiting for the warm engine" in err]
+    assert len(waited) == 1  # the second waited for the first's whole call (load, encode)
+    assert "(another call is using it)" in waited[0]
     assert len(warm.daemons()) == 1
     assert warm.status()["engine"]["sessions"] == 2
 
@@ -115,6 +119,16 @@ def test_idle_timeout_ends_the_daemon_and_removes_its_socket(warm, tmp_path):
     wait_until(lambda: process_gone(pid), 30, "the idle daemon exits")
     assert time.monotonic() - started < 20
     assert warm.sockets() == []
+
+
+def test_sigterm_stops_the_daemon_and_removes_its_socket(warm, tmp_path):
+    warm.run("encode", str(tmp_path / "missing.mp4"))
+    (pid,) = warm.daemons()
+    assert len(warm.sockets()) == 1
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: process_gone(pid), 30, "the daemon ends on SIGTERM")
+    assert warm.sockets() == []
+    assert warm.status()["running"] is False
 
 
 def test_engine_status_and_stop(warm, tmp_path):

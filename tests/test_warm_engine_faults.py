@@ -44,7 +44,7 @@ def test_daemon_killed_mid_encode_is_one_line_and_the_next_call_starts_another(
     _, err = call.communicate(timeout=60)
     assert call.returncode == 1
     assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
+    (last,) = err.strip().splitlines()  # one line, nothing else
     assert last.startswith("moviechat-desktop: error: The assistant's process ended:"), err
     assert f"pid {pid}" in last
 
@@ -77,6 +77,20 @@ def test_client_interrupted_mid_encode_exits_130_and_the_daemon_serves_the_same_
     assert answer["answer"] and answer["warm"] is True
     assert answer["fragments_from_cache"] > 0  # what the interrupted call had encoded
     assert warm.daemons() == [pid]
+
+
+def test_engine_stop_mid_encode_cancels_the_call_and_says_why(warm, reference_dir, vtest_avi):
+    write_settings(MANY_FRAGMENTS)
+    call = warm.start("encode", str(vtest_avi), "--model-dir", str(reference_dir))
+    pid = _encoding_started(warm, call)
+    stopped = warm.run("engine", "stop")
+    assert stopped.returncode == 0 and f"stopped the warm engine (pid {pid})" in stopped.stdout
+    _, err = call.communicate(timeout=60)
+    assert call.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert "the warm engine is stopping (asked to stop): this call is cancelled" in err
+    assert err.strip().splitlines()[-1] == "moviechat-desktop: cancelled"
+    assert process_gone(pid) and warm.sockets() == []
 
 
 def test_a_dead_daemons_socket_file_is_replaced(warm, tmp_path):

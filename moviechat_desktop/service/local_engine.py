@@ -268,8 +268,11 @@ class LocalEngine:
     def _died(self) -> EngineDied:
         if self._dead is None:
             self._dead = EngineDied(f"The assistant's process ended: {self._how_it_ended()}.")
-            log.warning("%s", self._dead)
+            self._log_death(self._dead)
         return self._dead
+
+    def _log_death(self, died: EngineDied) -> None:
+        log.warning("%s", died)
 
     # ------------------------------------------------------------------ the engine's process
     def _peer_alive(self) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from moviechat_desktop.engine.settings import AppSettings
 from moviechat_desktop.service import pipe_wire as wire
-from moviechat_desktop.service.api import EngineError
+from moviechat_desktop.service.api import EngineDied, EngineError
 from moviechat_desktop.service.local_engine import LocalEngine
 from moviechat_desktop.service.warm_engine_paths import (
     PACKAGE_DIR,
@@ -90,6 +90,9 @@ class WarmEngine(LocalEngine):
 
     def _stop_peer(self, grace_s: float) -> None:
         pass  # the daemon stays, warm, for the next call
+
+    def _log_death(self, died: EngineDied) -> None:
+        log.info("%s", died)  # the CLI says it once, as the call's error
 
     def __repr__(self) -> str:
         return f"<WarmEngine pid={self.pid} {'closed' if self._closed else 'open'}>"

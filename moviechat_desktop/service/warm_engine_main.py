@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from moviechat_desktop.service import pipe_wire as wire
+from moviechat_desktop.service.api import EngineStopped
 from moviechat_desktop.service.engine_host import _EOF, _Host
 from moviechat_desktop.service.warm_engine_paths import code_fingerprint
 
@@ -41,18 +42,36 @@ log = logging.getLogger("moviechat_desktop.warm_engine")
 HELLO_TIMEOUT_S = 10.0  # a connection that says nothing this long is dropped
 HELLO_MAX_BYTES = 16 * 1024 * 1024
 POLL_S = 0.1
+SESSION_END_GRACE_S = 2.0  # a stopped session's caller gets this long to hear why
 
 
 class _SessionHost(_Host):
-    """``_Host`` whose replies may also come from other threads (the log relay)."""
+    """``_Host`` whose replies may also come from other threads (the log relay), and which
+    answers every call with ``EngineStopped`` once the daemon is stopping."""
 
     def __init__(self, conn: Connection, engine: Any) -> None:
         super().__init__(conn, engine)
         self._send_lock = threading.Lock()
+        self.stopping: str | None = None
 
     def send(self, message: tuple) -> None:
         with self._send_lock:
             super().send(message)
+
+    def _handle(self, kind: str, call_id: int, rest: tuple) -> None:
+        if self.stopping is None:
+            super()._handle(kind, call_id, rest)
+        else:
+            self._send_error(call_id, EngineStopped(f"the warm engine stopped ({self.stopping})"))
+
+    def end_soon(self, reason: str) -> None:
+        """The daemon is stopping: cancel the call in flight, refuse later ones, and end the
+        session after a moment (the caller has heard why by then)."""
+        self.stopping = reason
+        self._stop_everything()
+        timer = threading.Timer(SESSION_END_GRACE_S, self.inbox.put, (_EOF,))
+        timer.daemon = True
+        timer.start()
 
 
 class _RelayLogs(logging.Handler):
@@ -227,8 +246,12 @@ class WarmEngineDaemon:
             listener.close()  # unlinks the socket
         host = self.host
         if cancel and host is not None:
-            host._stop_everything()
-            host.inbox.put(_EOF)
+            try:  # the caller is told why its call ends ("cancelled" follows)
+                message = f"the warm engine is stopping ({reason}): this call is cancelled"
+                host.send(("log", -1, logging.WARNING, log.name, message))
+            except Exception:
+                pass
+            host.end_soon(reason)
 
     def describe(self) -> dict[str, Any]:
         idle = 0.0 if self.busy else time.monotonic() - self.last_call
