@@ -164,3 +164,20 @@ def test_a_daemon_of_other_code_makes_way(warm, tmp_path):
     assert new["running"] and new["engine"]["pid"] != old["pid"]
     assert new["engine"]["code"] != old["code"]
     assert warm.daemons() == [new["engine"]["pid"]]
+
+
+def test_a_daemon_that_cannot_start_leaves_the_call_to_run_here(warm, monkeypatch, caplog):
+    from moviechat_desktop.engine.settings import load_settings
+    from moviechat_desktop.service import warm_engine
+    from moviechat_desktop.service.warm_engine_paths import warm_engine_place
+
+    monkeypatch.setattr(warm_engine, "DAEMON_MODULE", "moviechat_desktop.no_such_daemon")
+    with caplog.at_level("WARNING"):
+        engine = warm_engine.open_warm_engine(load_settings(), None, use_cache=True)
+    assert engine is None
+    (record,) = [r for r in caplog.records if "could not start" in r.getMessage()]
+    assert "this call loads its own" in record.getMessage()
+    assert "No module named moviechat_desktop.no_such_daemon" in record.getMessage()
+    place = warm_engine_place()
+    assert "No module named" in place.log_file.read_text()
+    assert not place.socket.exists() and warm.daemons() == []

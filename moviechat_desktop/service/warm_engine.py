@@ -9,7 +9,7 @@ holds. This module, like the whole client path, imports neither torch, transform
 
 Returns None (the caller runs the engine in its own process, as before) when
 ``engine.keep_warm_s`` / ``$MOVIECHAT_KEEP_WARM_S`` is 0, and, with one warning, when the
-runtime directory is not private (``warm_engine_paths``).
+runtime directory is not private (``warm_engine_paths``) or the daemon cannot be started.
 """
 
 from __future__ import annotations
@@ -123,11 +123,21 @@ def open_warm_engine(
     }
     fingerprint = code_fingerprint()
     for _ in range(3):  # a stale engine, or one that exited just as we came: start another
-        conn = _connect_or_start(place, keep_warm_s)
+        try:
+            conn = _connect_or_start(place, keep_warm_s)
+        except (EngineError, OSError) as err:
+            log.warning(
+                "the warm engine could not start (%s): this call loads its own",
+                for_terminal(str(err)),
+            )
+            return None
         engine = _begin_session(conn, fingerprint, request, place, on_wait)
         if engine is not None:
             return engine
-    raise EngineError(f"the warm engine keeps going away; its log: {place.log_file}")
+    log.warning(
+        "the warm engine keeps going away (its log: %s): this call loads its own", place.log_file
+    )
+    return None
 
 
 def _begin_session(
