@@ -20,7 +20,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "0 turns it off) after their last call. 'status' shows it, 'stop' ends it now."
         ),
     )
-    actions = engine.add_subparsers(dest="engine_action", required=True)
+    actions = engine.add_subparsers(dest="engine_action", metavar="{status,stop}", required=True)
     status = actions.add_parser("status", help="is one running: pid, model, idle time, socket")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=run_status)

@@ -29,7 +29,14 @@ print(json.dumps({{"status": status, "heavy": heavy, "out": out.getvalue()}}))
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["ask", "--help"], ["cache", "status"], ["weights", "status"], ["--version"]],
+    [
+        ["--help"],
+        ["ask", "--help"],
+        ["cache", "status"],
+        ["weights", "status"],
+        ["--version"],
+        ["engine", "status"],
+    ],
 )
 def test_light_commands_never_import_torch(argv):
     done = subprocess.run(
