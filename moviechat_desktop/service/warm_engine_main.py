@@ -110,6 +110,7 @@ class WarmEngineDaemon:
         self.state_lock = threading.Lock()
         self.host: _SessionHost | None = None
         self.busy = False
+        self.calls = 0  # sessions queued or being served (a new one waits when > 0)
         self.last_call = time.monotonic()
         self.sessions = 0
         self.started = time.time()
@@ -180,6 +181,7 @@ class WarmEngineDaemon:
             conn.close()
             with self.state_lock:
                 self.busy = False
+                self.calls -= 1
                 self.sessions += 1
 
     # ------------------------------------------------------------------ other threads
@@ -221,8 +223,9 @@ class WarmEngineDaemon:
                     if self.stopping.is_set():
                         conn.close()
                         return
-                    if self.busy or not self.pending.empty():
+                    if self.calls > 0:
                         conn.send_bytes(wire.dumps(("queued", 0)))
+                    self.calls += 1
                     self.pending.put((conn, rest[0]))
                 return  # the main thread owns it now
         except Exception as err:
