@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from warm_engine_helpers import process_gone, wait_until, write_settings
@@ -181,3 +182,12 @@ def test_a_daemon_that_cannot_start_leaves_the_call_to_run_here(warm, monkeypatc
     place = warm_engine_place()
     assert "No module named" in place.log_file.read_text()
     assert not place.socket.exists() and warm.daemons() == []
+
+
+def test_a_runtime_dir_variable_whose_directory_is_gone_falls_back_to_tmp(monkeypatch, tmp_path):
+    from moviechat_desktop.service.warm_engine_paths import runtime_directory
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))
+    assert runtime_directory() == Path("/tmp") / f"moviechat-desktop-{os.getuid()}"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert runtime_directory() == tmp_path / "moviechat-desktop"

@@ -1,10 +1,10 @@
 """Where the CLI's warm engine lives, whether it may be used, and which code it runs.
 
 The files of one warm engine sit in a private runtime directory, ``$XDG_RUNTIME_DIR/
-moviechat-desktop`` when that variable is set, else ``/tmp/moviechat-desktop-<uid>`` (short:
-a Unix socket's path is limited to ~107 bytes). The directory is used only when it is a real
-directory (no symlink), owned by this user, mode 0700; anything else is ``WarmEngineRefused``
-and the call runs in its own process, as without a warm engine.
+moviechat-desktop`` when that variable names a directory, else ``/tmp/moviechat-desktop-<uid>``
+(short: a Unix socket's path is limited to ~107 bytes). The directory is used only when it is a
+real directory (no symlink), owned by this user, mode 0700; anything else is
+``WarmEngineRefused`` and the call runs in its own process, as without a warm engine.
 
 In it, for each set of user dirs and interpreter (``identity``: engines that would behave the
 same share one): ``engine-<hash>.sock`` (the daemon's socket), ``.key`` (the handshake's
@@ -136,7 +136,7 @@ class WarmEnginePlace:
 
 def runtime_directory() -> Path:
     base = os.environ.get("XDG_RUNTIME_DIR", "")
-    if base:
+    if base and os.path.isdir(base):  # (a session's variable can outlive its directory)
         return Path(base) / APP_NAME
     return Path("/tmp") / f"{APP_NAME}-{os.getuid()}"
 
