@@ -7,9 +7,6 @@ itself (a library job, then ``ask --on-server``) find their gaps there."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import httpx
 import pytest
@@ -19,7 +16,7 @@ from damaged_film_maker import make_damaged_film
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-import uvicorn
+from loopback_server import serving
 
 from moviechat_desktop.cli import main
 from moviechat_desktop.engine.assistant import Assistant
@@ -54,22 +51,10 @@ def server(reference_dir):
     service = FilmService(model_dir=reference_dir, settings=settings())
     service.load()
     book = JobBook(lambda: LocalFragmentBackend(reference_dir, settings().model), settings())
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = build_app(service, TOKEN, library=LocalLibrary(book))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield service, f"http://127.0.0.1:{port}"
+        with serving(build_app(service, TOKEN, library=LocalLibrary(book))) as address:
+            yield service, address
     finally:
-        server.should_exit = True
-        thread.join(10)
         book.close()
         service.shutdown()
 

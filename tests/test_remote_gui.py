@@ -3,16 +3,13 @@ window's engine (the local engine's child process hosting ``RemoteEngine``) agai
 server (uvicorn in a thread, the FastAPI app, the tiny model; no Ray)."""
 
 import json
-import socket
-import threading
-import time
 
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-import uvicorn
+from loopback_server import serving
 
 from moviechat_desktop.engine.settings import AppSettings, SamplingSettings, load_settings
 from moviechat_desktop.service.api import EngineError
@@ -61,23 +58,10 @@ def http_server(reference_dir):
         settings=AppSettings(sampling=SamplingSettings(n_fragments=12)),
     )
     service.load()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(service, TOKEN), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serving(build_app(service, TOKEN)) as address:
+            yield address
     finally:
-        server.should_exit = True
-        thread.join(10)
         service.shutdown()
 
 
