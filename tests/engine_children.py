@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 from collections.abc import Iterator
 
@@ -71,6 +72,9 @@ class Scripted:
 
     def refuse(self) -> None:
         raise NotReady("nothing of the film has been encoded yet")
+
+    def sys_path(self) -> list[str]:
+        return list(sys.path)
 
     def crash(self) -> None:
         raise KeyError("a bug")

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from moviechat_desktop.engine.progress import CancelToken
+from moviechat_desktop.runtime_env import start_spawned
 from moviechat_desktop.service import pipe_wire as wire
 from moviechat_desktop.service.api import EngineDied, EngineError, EngineStopped, RemoteError
 from moviechat_desktop.service.engine_host import serve
@@ -89,7 +90,7 @@ class LocalEngine:
             daemon=True,
         )
         self._attach(parent_conn)
-        self._process.start()
+        start_spawned(self._process)  # never while an import has sys.path changed
         child_conn.close()  # the child holds its end: its death closes the pipe
         self.pid = self._process.pid
         reply = self._receive(0, (), timeout_s=START_TIMEOUT_S)

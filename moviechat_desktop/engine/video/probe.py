@@ -174,7 +174,9 @@ def _open_failure(path: Path, message: str, ffprobe: FFprobe | None) -> VideoErr
 # --------------------------------------------------------------------------- geometry (opencv)
 def _cv2_geometry(path: Path) -> tuple[int, int, int, str | None, int] | None:
     """(width, height, rotation, fourcc, frame_count) as opencv sees them, or None."""
-    import cv2
+    from moviechat_desktop.runtime_env import import_cv2
+
+    cv2 = import_cv2()  # never while a process starts (runtime_env.SYS_PATH_LOCK)
 
     capture = cv2.VideoCapture(os.fspath(path), cv2.CAP_FFMPEG)
     try:
