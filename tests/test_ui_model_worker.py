@@ -112,16 +112,21 @@ def test_questions_are_answered_one_at_a_time_in_order(qtbot, make_worker, bikes
 
 
 def test_stop_ends_the_running_answer_and_drops_a_queued_one(qtbot, make_worker, bikes_mp4):
-    worker = make_worker(chunk_s=0.2)
+    # answers of ~6 s (30 words 0.2 s apart): the stops land while the first one runs, also
+    # on a loaded machine
+    worker = make_worker(chunk_s=0.2, answer=" ".join(["word"] * 30))
     opened(qtbot, worker, bikes_mp4)
     worker.ask(1, "long", "global", None)
     worker.ask(2, "queued", "global", None)
     worker.ask(3, "kept", "global", None)
     qtbot.waitUntil(lambda: worker.rec.has("answer_chunk_received", 1), timeout=5000)
     worker.stop_answer(2)
-    with qtbot.waitSignal(worker.answer_stopped, check_params_cb=lambda rid: rid == 1):
-        worker.stop_answer(1)
-    qtbot.waitUntil(lambda: worker.rec.has("answer_finished", 3), timeout=10000)
+    worker.stop_answer(1)
+    # the recorder, not qtbot.waitSignal: a queued answer_stopped reaching a finished blocker
+    # raised AttributeError inside pytest-qt now and then ('MultiSignalBlocker' object has no
+    # attribute 'check_params_callback')
+    qtbot.waitUntil(lambda: worker.rec.has("answer_stopped", 1), timeout=5000)
+    qtbot.waitUntil(lambda: worker.rec.has("answer_finished", 3), timeout=30000)
     assert worker.rec.has("answer_stopped", 2)
     assert not worker.rec.has("answer_started", 2)
     assert not worker.rec.has("answer_finished", 1)
