@@ -89,14 +89,7 @@ class AssistantQuestions:
         else:
             if at_s is None:
                 raise NotReady("a breakpoint question needs a time (at_s)")
-            if not -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S:
-                raise VideoError(
-                    f"{format_time(at_s)} is outside the film "
-                    f"({format_time(0.0)} to {format_time(info.duration_s)})"
-                )
-            # The player's clock may run a little past the last video frame (the
-            # container can outlast the stream): clamp to the film.
-            at_s = min(max(at_s, 0.0), info.duration_s)
+            at_s = self._moment_in_film(at_s, info.duration_s)
             if not self.covers(at_s):
                 status = self.status()
                 raise NotReady(
@@ -194,19 +187,27 @@ class AssistantQuestions:
         question would (``VideoError`` outside the film, ``VideoDecodeError``)."""
         import torch
 
-        from moviechat_desktop.engine.video.probe import format_time
-
         info = self._video
         if info is None or self.frame_transport is not None or self._model is None:
             return False
-        if not -END_SLACK_S <= at_s <= info.duration_s + END_SLACK_S:
+        at_s = self._moment_in_film(at_s, info.duration_s)
+        with torch.inference_mode():
+            self._breakpoint_picture(at_s)
+        return True
+
+    @staticmethod
+    def _moment_in_film(at_s: float, duration_s: float) -> float:
+        """A breakpoint's time, checked (``VideoError`` outside the film) and clamped: the
+        player's clock may run a little past the last video frame (the container can outlast
+        the stream)."""
+        from moviechat_desktop.engine.video.probe import format_time
+
+        if not -END_SLACK_S <= at_s <= duration_s + END_SLACK_S:
             raise VideoError(
                 f"{format_time(at_s)} is outside the film "
-                f"({format_time(0.0)} to {format_time(info.duration_s)})"
+                f"({format_time(0.0)} to {format_time(duration_s)})"
             )
-        with torch.inference_mode():
-            self._breakpoint_picture(min(max(at_s, 0.0), info.duration_s))
-        return True
+        return min(max(at_s, 0.0), duration_s)
 
     def _breakpoint_picture(self, at_s: float) -> Any:
         """The encoded picture on screen at ``at_s`` ``(1, Q, D)``: the prepared one when it

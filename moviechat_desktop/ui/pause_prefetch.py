@@ -46,9 +46,10 @@ class PausePrefetch(QObject):
         return None
 
     def _changed(self, *_: object) -> None:
-        if self._paused_at() is None:
+        at_s = self._paused_at()
+        if at_s is None:
             self._timer.stop()
-        elif self._paused_at() != self._asked:
+        elif at_s != self._asked:
             self._timer.start()  # (again): wait for the position to settle
 
     def _settled(self) -> None:
